@@ -1,0 +1,5 @@
+"""``python -m mmtune`` runs the CLI."""
+
+from mmtune.cli import main
+
+main()

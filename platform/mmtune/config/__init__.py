@@ -1,0 +1,1 @@
+"""Typed configuration: dataset cards, run configs, search spaces and ablation studies."""

@@ -1,0 +1,1 @@
+"""Data layer: raw CT + clinical tables -> patient-split Parquet shards -> torch batches."""
