@@ -4,4 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from mmtune.cli.bench_data import bench_data
+from mmtune.cli.bench_prepare import bench_prepare
+from mmtune.cli.bench_search import bench_search
+from mmtune.cli.bench_train import bench_train
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("prepare")(bench_prepare)
+app.command("train")(bench_train)
+app.command("search")(bench_search)
+app.command("data")(bench_data)
