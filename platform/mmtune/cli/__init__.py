@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from mmtune.cli import ablate as ablate_cli
@@ -54,15 +53,10 @@ def find_user_error(exc: BaseException) -> UserError | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: typer handles usage errors (exit 2); ``UserError`` becomes one line + exit 2."""
     try:
-        result = app(args=argv, prog_name="mmtune", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        app(args=argv, prog_name="mmtune")
+    except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
     except Exception as exc:
@@ -71,5 +65,3 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"error: {user_error}\n")
         raise SystemExit(user_error.exit_code) from None
-    if isinstance(result, int) and result:
-        raise SystemExit(result)
