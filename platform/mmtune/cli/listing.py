@@ -1,8 +1,78 @@
-"""``mmtune list``: the registered components, chosen by name in YAML."""
+"""``mmtune list [CATEGORY]``: the registered components, chosen by name in YAML."""
 
 from __future__ import annotations
 
+from typing import Any
 
-def list_components() -> None:
-    """List registered backbones, fusions, heads, weightings and tasks."""
-    raise NotImplementedError
+import typer
+
+CATEGORIES = ("backbones", "clinical_encoders", "fusions", "heads", "weightings", "tasks", "losses")
+
+_TAG_ORDER = ("dims", "source", "min_size", "family", "head", "output", "default_loss", "kinds")
+
+
+def _tags(tags: dict[str, Any]) -> str:
+    parts = []
+    for key in sorted(tags, key=lambda k: (_TAG_ORDER.index(k) if k in _TAG_ORDER else 99, k)):
+        value = tags[key]
+        if key == "dims":
+            parts.append(f"{value}d")
+        elif isinstance(value, bool):
+            if value:
+                parts.append(key)
+        elif isinstance(value, (tuple, list)):
+            parts.append(f"{key}={'/'.join(map(str, value))}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _params(factory: Any) -> str:
+    from mmtune.models.registries import user_params
+
+    return ", ".join(
+        f"{name}={p.default!r}" if p.default is not p.empty else name for name, p in user_params(factory).items()
+    )
+
+
+def _rows(category: str) -> list[tuple[str, str, str, str]]:
+    """(name, tags, params, description) rows of one category."""
+    from mmtune.losses.tasks import DEFAULT_LOSS, allowed_losses
+    from mmtune.models.registries import load_registries
+    from mmtune.tasks import TaskKind
+
+    registries = load_registries()
+    if category == "tasks":
+        heads = registries["heads"]
+        return [
+            (
+                kind.value,
+                f"default_loss={DEFAULT_LOSS[kind]} losses={'/'.join(allowed_losses(kind))}",
+                "",
+                heads.entry(kind.value).description if kind.value in heads else "",
+            )
+            for kind in TaskKind
+        ]
+    return [(e.name, _tags(e.tags), _params(e.factory), e.description) for e in registries[category]]
+
+
+def list_components(
+    category: str | None = typer.Argument(None, help=f"one of: {', '.join(CATEGORIES)} (default: all)"),
+) -> None:
+    """List registered backbones, clinical encoders, fusions, heads, weightings, task kinds and losses."""
+    from rich.table import Table
+
+    from mmtune.console import console
+    from mmtune.errors import UserError
+
+    if category is not None and category not in CATEGORIES:
+        raise UserError(f"unknown category {category!r} for `mmtune list`; known: {', '.join(CATEGORIES)}")
+    for name in [category] if category else CATEGORIES:
+        table = Table(title=name, title_justify="left", expand=False)
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        table.add_column("tags", style="magenta")
+        table.add_column("params")
+        table.add_column("description")
+        for row in _rows(name):
+            table.add_row(*row)
+        console.print(table)

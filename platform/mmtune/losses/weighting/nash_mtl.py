@@ -1,0 +1,61 @@
+"""``nash_mtl``: multi-task learning as a bargaining game (Navon et al., ICML 2022)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import least_squares
+from torch import Tensor, nn
+
+from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
+from mmtune.models.registries import WEIGHTINGS
+
+
+@WEIGHTINGS.register("nash_mtl", family="gradient")
+class NashMTL(GradientWeighting):
+    """Nash bargaining weights alpha > 0 solving (G G^T alpha)_t = 1 / alpha_t: scale-invariant task balance
+
+    The Gram matrix is normalised by its Frobenius norm (as in the authors' code) and the fixed point is found with
+    scipy ``least_squares`` (bounded, warm-started) instead of a CVXPY program. Heads and shared parameters both
+    get ``alpha``-weighted gradients; the shared gradient norm is then clipped to ``max_norm`` (0 disables).
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        context: WeightingContext | None = None,
+        *,
+        max_norm: float = 1.0,
+        update_every: int = 1,
+    ) -> None:
+        super().__init__(tasks, context)
+        if update_every < 1:
+            raise ValueError(f"update_every must be >= 1, got {update_every}")
+        self.max_norm = max_norm
+        self.update_every = update_every
+        self.register_buffer("alpha", torch.ones(len(self.tasks)))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def coefficients(self, grads: Tensor, losses: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
+        index = [self.tasks.index(n) for n in names]
+        if int(self.steps) % self.update_every == 0:
+            gram = (grads @ grads.T).double().cpu().numpy()
+            gram = gram / max(float(np.linalg.norm(gram)), 1e-12)
+            start = self.alpha[index].double().cpu().numpy()
+            start = np.where(start > 1e-6, start, 1.0)
+            solution = least_squares(
+                lambda a: a * (gram @ a) - 1.0, start, bounds=(1e-6, np.inf), method="trf", max_nfev=200
+            )
+            self.alpha[index] = torch.as_tensor(solution.x, dtype=self.alpha.dtype, device=self.alpha.device)
+        self.steps += 1
+        alpha = self.alpha[index].to(device=grads.device, dtype=grads.dtype)
+        return alpha, alpha
+
+    def after_backward(self, shared_params: Sequence[nn.Parameter]) -> None:
+        if self.max_norm > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in shared_params if p.grad is not None], self.max_norm)
+
+    def task_weights(self) -> dict[str, float]:
+        return dict(zip(self.tasks, self.alpha.tolist()))

@@ -1,0 +1,59 @@
+"""``mmtune list``: every registered component appears with its description; unknown categories exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mmtune.cli.listing import CATEGORIES, _rows
+from mmtune.models.registries import load_registries
+from mmtune.tasks import TaskKind
+
+MMTUNE = str(Path(sys.executable).with_name("mmtune"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    return subprocess.run([MMTUNE, "list", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_list_prints_every_registered_component() -> None:
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    registries = load_registries()
+    for category in CATEGORIES:
+        assert category in result.stdout
+    for registry in registries.values():
+        for entry in registry:
+            assert entry.name in result.stdout
+            assert entry.description and entry.description[:30] in result.stdout, entry.name
+    for kind in TaskKind:
+        assert kind.value in result.stdout
+    assert "3d" in result.stdout and "2d" in result.stdout
+
+
+def test_list_one_category_and_its_rows(capsys) -> None:
+    from mmtune.cli import main
+
+    try:
+        main(["list", "weightings"])
+    except SystemExit as exc:  # typer may signal success as SystemExit(0)
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "pcgrad" in out and "famo" in out and "resnet18" not in out
+    assert _rows("weightings")[4][:3] == ("gradnorm", "family=gradient", "alpha=1.5, lr=0.025")
+    names = [row[0] for row in _rows("backbones")]
+    assert names == load_registries()["backbones"].names()
+    tasks = {row[0]: row[1] for row in _rows("tasks")}
+    assert tasks["segmentation"] == "default_loss=dice_ce losses=dice/dice_ce"
+
+
+def test_list_unknown_category_exits_2_with_the_known_ones() -> None:
+    result = run_cli("nonsense")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: unknown category 'nonsense' for `mmtune list`; known: " + ", ".join(CATEGORIES)
+    )
+    assert result.stdout == ""
