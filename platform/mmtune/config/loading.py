@@ -57,6 +57,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     msg = str(error.get("msg", "invalid value"))
+    if kind == "value_error":  # a model validator's own sentence: it already says what was expected
+        return msg.removeprefix("Value error, ")
     if "input" in error and kind not in ("missing",):
         value = error["input"]
         shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__

@@ -23,6 +23,10 @@ column                 Arrow type                      meaning
 ``mask``               binary (nullable)               lesion mask bytes (uint8) or null when absent
 =====================  ==============================  ====================================================
 
+With no clinical features (F = 0) the three clinical columns are plain empty ``list<float32>`` (pyarrow cannot
+round-trip a size-0 fixed list through Parquet). ``mask`` is always present; it is null in every row when the card
+has no masks (``Manifest.mask`` is then None). The schema metadata repeats the image spec (``mmtune.image``).
+
 Images are stored as raw bytes (not nested lists) because a binary column can be decoded with one
 ``np.frombuffer`` over the column's data buffer: ~20x faster than ``fixed_size_list<halffloat>`` (DESIGN.md).
 """
@@ -100,6 +104,8 @@ class SplitInfo(BaseModel):
     k_folds: int = 1
     stratify_by: str | None = None
     group_column: str | None = None
+    test_fraction: float = 0.0
+    val_fold: int = 0  # with k_folds >= 2, split == "val" exactly where fold == val_fold
 
 
 class DroppedPatient(BaseModel):
@@ -130,7 +136,11 @@ class Manifest(BaseModel):
     tasks: list[TaskSpec]
     clinical: ClinicalInfo = Field(default_factory=ClinicalInfo)
     split: SplitInfo
+    # counts[split][task]: class names + "masked" (binary/multiclass); label names (positives) + "masked" (all NaN)
+    # for multilabel; "labelled"/"masked" for regression; "with_mask"/"masked" for segmentation.
     counts: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+    split_sizes: dict[str, int] = Field(default_factory=dict)
+    source_layout: str = ""
     groups: dict[str, int] = Field(default_factory=dict)
     dropped: list[DroppedPatient] = Field(default_factory=list)
     skipped_files: list[SkippedFile] = Field(default_factory=list)
