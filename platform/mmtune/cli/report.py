@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def report() -> None:
-    """Write a report for a tuning or ablation results directory."""
-    raise NotImplementedError
+import typer
+
+
+def report(
+    results_dir: Path = typer.Argument(..., help="results/<study> of `mmtune tune` or `mmtune ablate`"),
+    out: Path = typer.Option(None, "--out", help="output directory (default: RESULTS_DIR/report)"),
+) -> None:
+    """Write report.md, a self-contained report.html and PNGs for a tuning or ablation results directory.
+
+    Leaderboard with 95 % CIs and ranks, main effects and interactions (Nadeau-Bengio corrected t-test, Wilcoxon,
+    Holm and BH), pooled out-of-fold DeLong, Friedman + Nemenyi CD diagram, ROC curves, per-split spread,
+    missing-modality robustness, one sentence per finding and the Aim run hashes. Same results, same bytes.
+    """
+    from mmtune.analysis.report import write_report
+    from mmtune.console import console
+
+    paths = write_report(results_dir, out)
+    console.print(f"report: {paths.markdown}", highlight=False)
+    console.print(f"report: {paths.html} (self-contained)", highlight=False)
+    console.print(f"{len(paths.images)} figure(s) in {paths.out}", highlight=False)
