@@ -245,7 +245,7 @@ def check_registries(study: Study, design: Design, manifest: Any | None) -> None
             continue
         seen.add(trial.cell.name)
         run = RunConfig.model_validate(trial.config)
-        manifests = _cell_manifests(run, manifest)  # a multi-dataset cell is checked against all its sources
+        manifests = _cell_manifests(run, manifest, study.base["data"].get("path"))  # a cell's own data sets
         try:
             component_checker(manifests)(run)
         except UserError as exc:
@@ -260,13 +260,18 @@ def check_registries(study: Study, design: Design, manifest: Any | None) -> None
                     )
 
 
-def _cell_manifests(run: RunConfig, manifest: Any | None) -> Any:
-    """The study's manifest, or one per data source when the cell trains on several (multi-dataset cells)."""
+def _cell_manifests(run: RunConfig, manifest: Any | None, base_path: Any = None) -> Any:
+    """The study's manifest, or the cell's own when a factor level switches the data: one per data source for a
+    multi-dataset cell, or another preparation (e.g. with CLAHE). A missing directory fails here, before Ray."""
     from mmtune.data.format import read_manifest
 
-    if manifest is None or not isinstance(run.data.path, list):
+    if manifest is None:
         return manifest
-    return [read_manifest(Path(source.path)) for source in run.data.path]
+    if isinstance(run.data.path, list):
+        return [read_manifest(Path(source.path)) for source in run.data.path]
+    if run.data.path and base_path and Path(run.data.path) != Path(base_path):
+        return read_manifest(Path(run.data.path))
+    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------- files

@@ -1,0 +1,285 @@
+"""The Ray Tune driver: validate everything, connect to Ray, run (or resume) the study, write its results.
+
+Order matters: every check that needs no cluster runs first (space, key paths, registries, data), then Ray is
+joined or started, then the resources are compared with what the cluster has, and only then is anything
+submitted. Trials are ``tune.with_resources(trial_fn, ...)`` function trainables; ``trial_fn`` defaults to
+``mmtune.training.trial.run_trial`` and receives the dict described in ``mmtune.tuning.trial_entry``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mmtune.console import err_console, warn
+from mmtune.errors import UserError
+from mmtune.tuning.data import ensure_data, plan_data
+from mmtune.tuning.results import StudyPaths, StudyResults, write_results
+from mmtune.tuning.space import TRIAL_META_KEY, CandidateReport, SearchSpace, check_candidates
+
+TrialFn = Callable[[dict[str, Any]], Any]
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ClusterError(UserError):
+    """The Ray cluster cannot be reached or cannot run the study."""
+
+
+class StudyExistsError(UserError):
+    """A fresh study would overwrite an existing one (or there is nothing to resume)."""
+
+
+def default_trial_fn() -> TrialFn:
+    """``mmtune.training.trial.run_trial``: one worker inline, several as a Ray Train ``TorchTrainer``."""
+    from mmtune.training.trial import run_trial
+
+    return run_trial
+
+
+def load_trial_fn(spec: str) -> TrialFn:
+    """``module:function`` -> the function (``--trainable``; e.g. ``mmtune.tuning.curve:curve_trial``)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name or "run_trial")
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"--trainable {spec}: cannot import it ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------------- Ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds with one line instead of Ray's long retry loop when nothing listens at ``address``."""
+    parsed = urlparse(address if "://" in address else f"gcs://{address}")
+    host = parsed.hostname
+    port = parsed.port or (10001 if parsed.scheme == "ray" else 6379)
+    if not host:
+        raise ClusterError(f"--address {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"--address {address}: cannot reach {host}:{port} ({exc.strerror or exc})") from None
+
+
+def connect(address: str | None, verbose: bool = False, num_cpus: int | None = None) -> bool:
+    """Join the cluster at ``address`` or start a local Ray; True when this call started Ray (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or "local"
+    kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    if address == "local":
+        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=num_cpus)
+    elif address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, TimeoutError) as exc:
+        raise ClusterError(f"--address {address}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+def init_aim_repo(path: str | None) -> None:
+    """Create the Aim repo once in the driver, so concurrent trials never race to initialise it.
+
+    A remote repo (``aim://host:port``, an ``aim server`` on a cluster's head) already exists.
+    """
+    if not path or "://" in path:
+        return
+    from aim import Repo
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    if not Repo.exists(path):
+        Repo.from_path(path, init=True)
+
+
+# ---------------------------------------------------------------------------------------------------- study
+
+
+def _trial_name(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def study_paths(space: SearchSpace, results_dir: str | Path) -> StudyPaths:
+    return StudyPaths(Path(results_dir).expanduser().resolve() / space.name)
+
+
+def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything in a trial's Tune config beside ``run`` (see ``mmtune.tuning.trial_entry``)."""
+    res = space.config.resources
+    meta: dict[str, Any] = {
+        "metric": space.metric,
+        "mode": space.mode,
+        "searched": list(space.entries),
+        "tune_dir": str(paths.tune_dir),
+    }
+    for key, value in (extra or {}).items():
+        node = meta
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return {
+        "study": space.name,
+        "aim_repo": space.base["tracking"].get("aim_repo"),
+        "resources": {
+            "workers": res.workers,
+            "cpus_per_worker": res.cpus_per_worker,
+            "gpus_per_worker": res.gpus_per_worker,
+            "mode": "inline" if res.runs_inline else "ray_train",
+        },
+        TRIAL_META_KEY: meta,
+    }
+
+
+def validate_study(space: SearchSpace) -> tuple[Any, CandidateReport | None]:
+    """Checks that need no cluster: the data plan, then every combination against the registries."""
+    plan = plan_data(space)
+    report = check_candidates(space, plan.manifest) if plan.ready else None
+    return plan, report
+
+
+def run_study(
+    space: SearchSpace,
+    *,
+    results_dir: str | Path = "results",
+    address: str | None = "local",
+    resume: bool = False,
+    trial_fn: TrialFn | None = None,
+    meta: Mapping[str, Any] | None = None,
+    verbose: bool = False,
+    live: bool = True,
+    num_cpus: int | None = None,
+    callbacks: list[Any] | None = None,
+) -> StudyResults:
+    """Run the search (or ``resume`` it) and write ``results/<study>/``; returns the results.
+
+    ``callbacks`` are extra Tune callbacks (benchmarks record timings with them).
+    """
+    paths = study_paths(space, results_dir)
+    if resume and not paths.has_experiment():
+        raise StudyExistsError(f"{paths.root}: no study to resume; run without --resume to start it")
+    if not resume and paths.has_experiment():
+        raise StudyExistsError(
+            f"{paths.root}: study {space.name!r} exists; pass --resume to continue it or --name to start another"
+        )
+    plan, report = validate_study(space)
+    trial_fn = trial_fn or default_trial_fn()
+    started = connect(address, verbose=verbose, num_cpus=num_cpus)
+    live_table = None
+    try:
+        manifest = ensure_data(plan, address=None if address in (None, "local") else address)
+        if report is None:
+            report = check_candidates(space, manifest)
+        if report.invalid:
+            warn(
+                f"{report.invalid} of {report.checked} combinations are invalid and will fail if sampled "
+                f"(e.g. {report.first_invalid[1] if report.first_invalid else '?'})"
+            )
+        from mmtune.tuning.resources import cluster_snapshot, plan_resources
+
+        cluster, nodes = cluster_snapshot()
+        resources = plan_resources(space.config.resources, cluster, nodes, where=f"{space.path}: resources")
+        init_aim_repo(space.base["tracking"].get("aim_repo"))
+        tuner, live_table = _build_tuner(space, paths, resources, trial_fn, meta, resume, live, callbacks or [])
+        err_console.print(
+            f"study {space.name}: up to {resources.max_concurrent} trial(s) at once, "
+            f"{resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each; Tune state in {paths.tune_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if space.config.search.seed is not None:
+            import numpy as np
+
+            # Conditional keys are drawn by ``tune.sample_from`` with NumPy's global generator: seed it too.
+            np.random.seed(space.config.search.seed)
+        started_fit = time.monotonic()
+        tuner.fit()
+        fit_seconds = time.monotonic() - started_fit
+    finally:
+        if live_table is not None:
+            live_table.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    results = write_results(space, paths)
+    results.fit_seconds = fit_seconds
+    return results
+
+
+def _build_tuner(
+    space: SearchSpace,
+    paths: StudyPaths,
+    resources: Any,
+    trial_fn: TrialFn,
+    meta: Mapping[str, Any] | None,
+    resume: bool,
+    live: bool,
+    extra_callbacks: list[Any],
+) -> tuple[Any, Any]:
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from mmtune.tuning.live import LiveTrialTable
+    from mmtune.tuning.schedulers import build_scheduler
+    from mmtune.tuning.space import param_space, search_algorithm
+    from mmtune.tuning.trial_entry import make_trainable
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables stay silent at verbose=0; ours is live
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON + CSV are added below, no TensorBoard
+    trainable = tune.with_resources(make_trainable(trial_fn), resources.trial)
+    live_table = (
+        LiveTrialTable(space.name, space.metric, space.mode, list(space.entries), space.max_t) if live else None
+    )
+    callbacks: list[Any] = [JsonLoggerCallback(), CSVLoggerCallback(), *extra_callbacks]
+    if live_table is not None:
+        callbacks.insert(0, live_table)
+    if resume:
+        tuner = tune.Tuner.restore(str(paths.tune_dir), trainable, resume_unfinished=True, resume_errored=True)
+        internal = tuner._local_tuner  # the restored run config keeps pickled callbacks; show a fresh live table
+        if internal is not None:
+            internal.get_run_config().callbacks = callbacks
+        return tuner, live_table
+    paths.root.mkdir(parents=True, exist_ok=True)
+    cfg = space.config
+    optuna = cfg.search.name == "optuna"
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space(space, trial_fields(space, paths, meta)),
+        tune_config=tune.TuneConfig(
+            metric=space.metric,
+            mode=space.mode,
+            scheduler=build_scheduler(cfg.scheduler, space.max_t, paths.early_stops),
+            search_alg=search_algorithm(space, resources.max_concurrent),
+            num_samples=cfg.num_samples,
+            max_concurrent_trials=resources.max_concurrent if optuna else None,
+            reuse_actors=cfg.resources.reuse_actors,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=paths.tune_dir.name,
+            storage_path=str(paths.root),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=cfg.keep_checkpoints,
+                checkpoint_score_attribute=space.metric,
+                checkpoint_score_order=space.mode,
+            ),
+            callbacks=callbacks,
+        ),
+    )
+    return tuner, live_table

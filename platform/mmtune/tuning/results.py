@@ -1,0 +1,296 @@
+"""The results directory of a study, built from Tune's experiment on disk (so ``--resume`` rewrites it whole).
+
+``results/<study>/``::
+
+    trials.parquet          one row per trial (see ``TRIAL_COLUMNS`` + a column per searched key + metrics)
+    trials/<trial>/         predictions.parquet (best epoch's per-patient predictions), config.yaml (ready to train)
+    best_config.yaml        the best trial's run config: ``mmtune train best_config.yaml``
+    tune/                   Ray Tune's experiment (checkpoints, result.json per trial; what --resume restores)
+
+Every file appears complete or not at all (``mmtune.atomic``): ``trials/`` is built beside and renamed in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from mmtune.config.loading import get_dotted
+from mmtune.console import console
+from mmtune.tuning.space import RUN_KEY, SearchSpace, strip_inactive
+
+TRIAL_COLUMNS = (
+    "trial",
+    "status",
+    "epochs",
+    "stopped_early",
+    "best_epoch",
+    "aim_hash",
+    "trial_dir",
+    "predictions",
+    "error",
+)
+PREDICTIONS_FILE = "predictions.parquet"
+FINISHED = ("TERMINATED", "ERROR")
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study's files live."""
+
+    root: Path
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def trials_parquet(self) -> Path:
+        return self.root / "trials.parquet"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best_config.yaml"
+
+    @property
+    def early_stops(self) -> Path:
+        from mmtune.tuning.schedulers import EARLY_STOPS_FILE
+
+        return self.tune_dir / EARLY_STOPS_FILE
+
+    def has_experiment(self) -> bool:
+        return self.tune_dir.is_dir() and any(self.tune_dir.glob("experiment_state-*.json"))
+
+
+@dataclass
+class StudyResults:
+    """What a finished (or interrupted) search produced."""
+
+    paths: StudyPaths
+    frame: pd.DataFrame
+    metric: str
+    mode: str
+    aim_repo: str | None
+    fit_seconds: float | None = None  # wall time of Tune's fit in this session
+
+    @property
+    def complete(self) -> bool:
+        return bool(len(self.frame)) and bool(self.frame["status"].isin(FINISHED).all())
+
+    @property
+    def best(self) -> pd.Series | None:
+        column = f"best/{self.metric}"
+        scored = self.frame.dropna(subset=[column]) if column in self.frame else self.frame.iloc[0:0]
+        if scored.empty:
+            return None
+        index = scored[column].idxmax() if self.mode == "max" else scored[column].idxmin()
+        return scored.loc[index]
+
+
+def run_config_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Tune config -> the run config it trained (inactive conditional keys removed)."""
+    return strip_inactive(dict(config.get(RUN_KEY) or {}))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _error_line(trial_dir: Path) -> str | None:
+    path = trial_dir / "error.txt"
+    if not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "error"
+
+
+def _find_predictions(trial_dir: Path, checkpoints: list[Any]) -> Path | None:
+    """The trial's best-epoch predictions: in its directory (the trial contract), else in its best checkpoint."""
+    if (trial_dir / PREDICTIONS_FILE).is_file():
+        return trial_dir / PREDICTIONS_FILE
+    for checkpoint in checkpoints:
+        if checkpoint is not None:
+            found = sorted(Path(checkpoint.path).rglob(PREDICTIONS_FILE))
+            if found:
+                return found[0]
+    return None
+
+
+def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path]]:
+    """Read Tune's experiment: the trials table, each trial's run config, each trial's predictions file."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(paths.tune_dir), default_metric=space.metric, default_mode=space.mode)
+    stopped = _early_stopped(paths)
+    frames = analysis.trial_dataframes
+    rows: list[dict[str, Any]] = []
+    configs: dict[str, dict] = {}
+    predictions: dict[str, Path] = {}
+    searched = list(space.entries)
+    for trial in analysis.trials:
+        last = trial.last_result or {}
+        history = frames.get(trial.trial_id)
+        epochs = int(last.get("training_iteration", 0) or 0)
+        row: dict[str, Any] = {
+            "trial": trial.trial_id,
+            "status": trial.status,
+            "epochs": epochs,
+            "stopped_early": trial.trial_id in stopped,
+            "aim_hash": last.get("aim_hash") or None,
+            "trial_dir": str(trial.path),
+            "error": _error_line(Path(trial.path)) if trial.status == "ERROR" else None,
+        }
+        config = run_config_of(trial.config)
+        configs[trial.trial_id] = config
+        for key in searched:
+            row[key] = _cell(get_dotted(config, key))
+        best, best_epoch = _best_of(history, space.metric, space.mode)
+        row[f"best/{space.metric}"] = best
+        row["best_epoch"] = best_epoch
+        for key, value in sorted(last.items()):
+            if isinstance(key, str) and key.split("/")[0] in ("val", "train", "test") and _is_number(value):
+                row[f"final/{key}"] = float(value)
+        if f"final/{space.metric}" not in row:
+            row[f"final/{space.metric}"] = None
+        best_ckpt = analysis.get_best_checkpoint(trial) if epochs else None
+        latest = trial.checkpoint if epochs else None
+        found = _find_predictions(Path(trial.path), [best_ckpt, latest])
+        if found is not None:
+            predictions[trial.trial_id] = found
+        row["predictions"] = str(paths.trials_dir / trial.trial_id / PREDICTIONS_FILE) if found else None
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values("trial", ignore_index=True)
+    if frame.empty:
+        frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{space.metric}", f"final/{space.metric}"])
+    return frame, configs, predictions
+
+
+def _early_stopped(paths: StudyPaths) -> set[str]:
+    from mmtune.tuning.schedulers import early_stopped
+
+    return early_stopped(paths.early_stops)
+
+
+def _best_of(history: pd.DataFrame | None, metric: str, mode: str) -> tuple[float | None, int | None]:
+    if history is None or history.empty or metric not in history:
+        return None, None
+    values = pd.to_numeric(history[metric], errors="coerce")
+    if values.dropna().empty:
+        return None, None
+    index = values.idxmax() if mode == "max" else values.idxmin()
+    epoch = history.loc[index].get("training_iteration", index + 1)
+    return float(values.loc[index]), int(epoch)
+
+
+def _cell(value: Any) -> Any:
+    """Searched values as Parquet-friendly scalars (lists and mappings as JSON text)."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = frame.copy()
+    for column in frame.columns:
+        kinds = {type(v) for v in frame[column] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            frame[column] = [None if v is None else str(v) for v in frame[column]]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    return buffer.getvalue()
+
+
+def write_results(space: SearchSpace, paths: StudyPaths) -> StudyResults:
+    """Write ``trials.parquet``, ``trials/<trial>/`` and ``best_config.yaml`` from the experiment on disk."""
+    frame, configs, predictions = collect_trials(space, paths)
+    with atomic_directory(paths.trials_dir, overwrite=True) as tmp:
+        for trial_id, config in configs.items():
+            folder = tmp / trial_id
+            folder.mkdir()
+            (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+            if trial_id in predictions:
+                shutil.copyfile(predictions[trial_id], folder / PREDICTIONS_FILE)
+    aim_repo = space.base["tracking"].get("aim_repo")
+    results = StudyResults(paths, frame, space.metric, space.mode, aim_repo)
+    best = results.best
+    if best is not None:
+        config = dict(configs[best["trial"]])
+        config["name"] = f"{space.name}_best"
+        header = (
+            f"# Best trial {best['trial']} of study {space.name}: {space.metric} = {best[f'best/{space.metric}']:.4f}"
+            f" at epoch {best['best_epoch']}.\n# Train it again with: mmtune train {paths.best_config}\n"
+        )
+        atomic_write_text(paths.best_config, header + yaml.safe_dump(config, sort_keys=False))
+    atomic_write_bytes(paths.trials_parquet, _parquet_bytes(frame))
+    return results
+
+
+def print_summary(results: StudyResults, searched: list[str], limit: int = 20) -> None:
+    """The results table (best first) and where the results and the Aim repo are."""
+    from rich.table import Table
+
+    from mmtune.tuning.display import column_label, short_value, table_console
+
+    out = table_console(console)
+    frame = results.frame
+    best_col, final_col = f"best/{results.metric}", f"final/{results.metric}"
+    ascending = results.mode == "min"
+    if best_col in frame:
+        frame = frame.sort_values(best_col, ascending=ascending, na_position="last")
+    table = Table(title=f"{len(frame)} trials, {results.metric} ({results.mode})", title_justify="left")
+    for column in ("trial", "status", "epochs", "stopped", "best", "final", *(column_label(k) for k in searched)):
+        table.add_column(column, no_wrap=True)
+    for _, row in frame.head(limit).iterrows():
+        table.add_row(
+            str(row["trial"]),
+            str(row["status"]),
+            str(row["epochs"]),
+            "yes" if row["stopped_early"] else "",
+            _fmt(row.get(best_col)),
+            _fmt(row.get(final_col)),
+            *(short_value(row.get(k)) for k in searched),
+        )
+    out.print(table)
+    if len(frame) > limit:
+        out.print(f"... {len(frame) - limit} more trials in {results.paths.trials_parquet}", highlight=False)
+    stopped = int(frame["stopped_early"].sum()) if len(frame) else 0
+    errors = int((frame["status"] == "ERROR").sum()) if len(frame) else 0
+    took = f" in {results.fit_seconds:.0f} s" if results.fit_seconds is not None else ""
+    out.print(
+        f"{len(frame)} trials{took}: {stopped} stopped early by the scheduler, {errors} failed; "
+        f"{int(frame['epochs'].sum()) if len(frame) else 0} trial-epochs in all",
+        highlight=False,
+    )
+    best = results.best
+    if best is not None:
+        out.print(f"best: trial {best['trial']} {results.metric} = {best[best_col]:.4f}", highlight=False)
+        out.print(f"best config: {results.paths.best_config}", highlight=False)
+    out.print(f"results: {results.paths.trials_parquet}", highlight=False)
+    out.print(f"trial predictions: {results.paths.trials_dir}/<trial>/{PREDICTIONS_FILE}", highlight=False)
+    if results.aim_repo:
+        out.print(
+            f"Aim repo: {results.aim_repo} (browse: aim up --repo {results.aim_repo} --host 127.0.0.1)",
+            highlight=False,
+        )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if _is_number(value) else "-"
