@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
 
-def bench_data() -> None:
-    """Benchmark a trial's data path against the fastest plain pyarrow read."""
-    raise NotImplementedError
+import typer
+
+
+def bench_data(
+    patients: Annotated[int, typer.Option("--patients", min=12, help="Synthetic patients to generate.")] = 120,
+    size: Annotated[int, typer.Option("--size", min=16, help="Slice size S.")] = 64,
+    slices: Annotated[int, typer.Option("--slices", min=1, help="Slices per patient K.")] = 8,
+    replicate: Annotated[int, typer.Option("--replicate", min=1, help="Copies of every prepared row.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=2, help="Epochs on the Ray worker (first is warm-up).")] = 3,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Use this prepared data set instead of making one.")
+    ] = None,
+) -> None:
+    """Benchmark a trial's data paths against the fastest plain pyarrow read (prints one JSON object)."""
+    from mmtune.bench.data import run
+    from mmtune.data.format import read_manifest
+
+    if data is not None:
+        read_manifest(data)  # a DataError (exit 2) when it is not a prepared data set
+    result = run(
+        patients=patients,
+        size=size,
+        slices=slices,
+        replicate=replicate,
+        batch_size=batch_size,
+        epochs=epochs,
+        data=data,
+    )
+    print(json.dumps(result, sort_keys=True))

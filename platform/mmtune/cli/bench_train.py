@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
 
-def bench_train() -> None:
-    """Benchmark a trial's epoch time against a plain PyTorch loop."""
-    raise NotImplementedError
+import typer
+
+
+def bench_train(
+    patients: Annotated[int, typer.Option("--patients", min=12, help="Synthetic patients to generate.")] = 120,
+    size: Annotated[int, typer.Option("--size", min=16, help="Slice size S.")] = 64,
+    slices: Annotated[int, typer.Option("--slices", min=1, help="Slices per patient K.")] = 8,
+    replicate: Annotated[int, typer.Option("--replicate", min=1, help="Copies of every prepared row.")] = 16,
+    epochs: Annotated[int, typer.Option("--epochs", min=2, help="Epochs per run (the first is warm-up).")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    width: Annotated[int, typer.Option("--width", min=1, help="small_cnn width (compute per step).")] = 8,
+    aim: Annotated[bool, typer.Option("--aim/--no-aim", help="Track the trials in a temporary Aim repo.")] = True,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Use this prepared data set instead of making one.")
+    ] = None,
+) -> None:
+    """Benchmark a trial's epoch time (inline and Ray Train) against a plain PyTorch loop (prints one JSON)."""
+    from mmtune.bench.train import run
+    from mmtune.data.format import read_manifest
+
+    if data is not None:
+        read_manifest(data)  # a DataError (exit 2) when it is not a prepared data set
+    result = run(
+        patients=patients,
+        size=size,
+        slices=slices,
+        replicate=replicate,
+        epochs=epochs,
+        batch_size=batch_size,
+        width=width,
+        aim=aim,
+        data=data,
+    )
+    print(json.dumps(result, sort_keys=True))

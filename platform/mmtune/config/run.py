@@ -23,6 +23,22 @@ class DataSource(StrictModel):
     name: str | None = Field(None, description="short name used in metric keys; defaults to the manifest name")
 
 
+class CVConfig(StrictModel):
+    """Repeated k-fold (ablations): a fresh stratified patient-level partition of the non-test patients, computed
+    deterministically from (k, seed) by ``mmtune.data.cv``; fold ``fold`` validates, the other folds train."""
+
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    seed: int = 0
+    stratify_by: str | None = Field(None, description="task whose labels stratify the folds (default: the card's)")
+
+    @model_validator(mode="after")
+    def _fold_below_k(self) -> CVConfig:
+        if self.fold >= self.k:
+            raise ValueError(f"fold {self.fold} does not exist with k = {self.k} (0..{self.k - 1})")
+        return self
+
+
 class DataConfig(StrictModel):
     """Which prepared data, which fold, how to batch."""
 
@@ -31,6 +47,7 @@ class DataConfig(StrictModel):
     source: str | None = Field(None, description="raw data dir overriding the card's source path")
     fold: int | None = Field(None, ge=0, description="CV fold used as validation; None = the `split` column")
     test_group: str | None = Field(None, description="leave-one-group-out: this group is the test set")
+    cv: CVConfig | None = Field(None, description="repeated k-fold partition (mmtune.data.cv) instead of `fold`")
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
     augment: bool = False
@@ -39,6 +56,8 @@ class DataConfig(StrictModel):
     def _needs_path_or_card(self) -> DataConfig:
         if self.path is None and self.card is None:
             raise ValueError("give `path` (a prepared data set) or `card` (a dataset card to prepare)")
+        if self.cv is not None and (self.fold is not None or self.test_group is not None):
+            raise ValueError("`cv` replaces the stored folds: give `cv` or `fold`/`test_group`, not both")
         return self
 
     @property
@@ -51,16 +70,24 @@ class DataConfig(StrictModel):
 
 
 class TaskConfig(StrictModel):
-    """A task to learn (must exist in the prepared data) and its loss options."""
+    """A task to learn (must exist in the prepared data) and its loss options (checked by ``config.checks``)."""
 
     name: str
-    loss: str | None = Field(None, description="override the kind's default loss (bce, ce, mse, smooth_l1, ...)")
+    loss: str | None = Field(
+        None, description="override the kind's default loss: bce, ce, mse, smooth_l1, l1, dice_ce, dice"
+    )
     weight: float = Field(1.0, ge=0, description="static weight (used by the `static` weighting)")
-    pos_weight: float | Literal["auto"] | None = None
-    class_weights: list[float] | Literal["balanced"] | None = None
+    pos_weight: float | Literal["auto"] | None = Field(
+        None, description="binary/multilabel BCE weight of positives; 'auto' = negatives/positives of the train split"
+    )
+    class_weights: list[float] | Literal["balanced"] | None = Field(
+        None, description="multiclass CE class weights; 'balanced' = n / (C * count) on the train split"
+    )
 
 
 class BackboneConfig(StrictModel):
+    """The image encoder; ``params`` are keyword arguments of the registered factory (``mmtune list backbones``)."""
+
     name: str = "small_cnn"
     mode: Literal["channels", "mil"] = Field(
         "channels", description="2D stacks: slices as input channels, or a shared slice encoder + attention MIL"
@@ -70,6 +97,8 @@ class BackboneConfig(StrictModel):
 
 
 class ClinicalEncoderConfig(StrictModel):
+    """Encoder of the clinical features (+ missing indicators); built only when the fusion reads them."""
+
     name: str = "mlp"
     hidden: int = Field(64, ge=1)
     depth: int = Field(2, ge=1)
@@ -78,6 +107,8 @@ class ClinicalEncoderConfig(StrictModel):
 
 
 class FusionConfig(StrictModel):
+    """How image and clinical features meet (``mmtune list fusions``)."""
+
     name: str = "concat"
     dim: int = Field(128, ge=1, description="width of the fused representation")
     modality_dropout: float = Field(0.0, ge=0, lt=1, description="chance to blank one modality per sample")
@@ -85,8 +116,11 @@ class FusionConfig(StrictModel):
 
 
 class HeadConfig(StrictModel):
+    """Task heads: MLPs on the fused representation; U-Net decoders for segmentation / reconstruction."""
+
     hidden: int = Field(0, ge=0, description="0 = a linear head, else one hidden layer of this width")
     dropout: float = Field(0.0, ge=0, lt=1)
+    decoder_width: int = Field(32, ge=1, description="channels of every stage of the dense-task decoders")
 
 
 class ModelConfig(StrictModel):
@@ -122,6 +156,9 @@ class TrainerConfig(StrictModel):
     mode: Literal["max", "min"] = "max"
     limit_train_batches: int | float | None = None
     progress: bool = True
+    num_threads: int | None = Field(
+        None, ge=1, description="torch intra-op CPU threads (None = torch's default; 1 is fastest on busy machines)"
+    )
 
 
 class TrackingConfig(StrictModel):

@@ -1,0 +1,264 @@
+"""``mmtune bench train``: the per-epoch cost of a trial against a plain PyTorch loop on the same model and data.
+
+Three runs in one process tree, on the same prepared data, model and batch size, one CPU thread each:
+
+* ``plain``: a hand-written loop (shuffle, ``numpy_to_batch``, forward, masked losses, backward, AdamW step, then a
+  no-grad validation pass) timed in this process;
+* ``inline``: a real Ray Tune trial of ``run_trial`` running Lightning inside the trial (metrics, predictions of the
+  best epoch, a checkpoint and a report every epoch, Aim tracking);
+* ``ray_train``: the same trial as a one-worker Ray Train ``TorchTrainer`` over Ray Data.
+
+A trial epoch is measured from one report to the next (``time_this_iter_s``, and the trial process's CPU seconds
+``epoch_cpu_s``), so it includes validation, checkpointing and reporting; the first epoch (warm-up) is left out
+and the median of the rest is compared. CPU-second ratios stay meaningful when other jobs share the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+GOAL_RATIO = 1.10
+REPORT_POLL_S = 0.2
+
+
+def bench_run_config(
+    prepared: Path, *, epochs: int, batch_size: int, aim_repo: str | None, width: int = 8, accelerator: str = "cpu"
+) -> dict[str, Any]:
+    """The run config every side of the benchmark trains: small CNN + concat on covid + morbidity."""
+    return {
+        "name": "bench_train",
+        "data": {"path": str(prepared), "batch_size": batch_size},
+        "tasks": ["covid", "morbidity"],
+        "model": {
+            "backbone": {"name": "small_cnn", "params": {"width": width, "stages": 3}},
+            "clinical_encoder": {"hidden": 32},
+            "fusion": {"name": "concat", "dim": 64},
+        },
+        "optim": {"lr": 3e-3},
+        "trainer": {
+            "max_epochs": epochs,
+            "progress": False,
+            "num_threads": 1 if accelerator == "cpu" else None,
+            "monitor": "val/mean_auroc",
+            "accelerator": accelerator,
+        },
+        "tracking": {"aim_repo": aim_repo, "experiment": "bench_train"},
+    }
+
+
+def plain_loop(run: dict[str, Any], epochs: int, device: str = "cpu") -> list[tuple[float, float]]:
+    """(wall s, CPU s) of each epoch of a plain PyTorch loop on the trial's model and batches."""
+    import numpy as np
+    import torch
+
+    from mmtune.config.run import RunConfig
+    from mmtune.data.loading import iterate_batches, load_splits, numpy_to_batch
+    from mmtune.data.multisource import resolve_data
+    from mmtune.losses import task_loss
+    from mmtune.models import build_model
+
+    cfg = RunConfig.model_validate(run)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    info = resolve_data(cfg.data, cfg.task_names)
+    splits = load_splits(info, ("train", "val"))
+    model = build_model(cfg.model, info.image, info.n_clinical, info.tasks).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    options = {t.name: t for t in cfg.tasks}
+    train, val = splits["train"], splits["val"]
+    bs = cfg.data.batch_size
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(epochs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        model.train()
+        order = rng.permutation(len(train))
+        for start in range(0, len(order) - bs + 1, bs):
+            batch = _to(numpy_to_batch(train.take(order[start : start + bs]), info), device)
+            outputs = model(batch)
+            loss = sum(task_loss(t, outputs[t.name], batch, options[t.name]) for t in info.tasks)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for batch in iterate_batches(val, info, bs):
+                model(_to(batch, device))
+        if device != "cpu":
+            torch.cuda.synchronize()
+        out.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return out
+
+
+def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    if device == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def lightning_trial_loop(run: dict[str, Any], epochs: int, trial_dir: Path, accelerator: str = "cpu") -> list[dict]:
+    """The inline trial's Lightning loop and per-epoch work (``TrialReporter``: metrics, best-epoch artefacts, a
+    checkpoint each epoch) without Ray: reports go to a list. For machines without Ray (a GPU box, say)."""
+    import pytorch_lightning as pl
+
+    from mmtune.config.run import RunConfig
+    from mmtune.data.loading import load_splits, make_loader
+    from mmtune.training.callbacks import TrialReporter
+    from mmtune.training.fit import check_before_training, setup_process, trainer_kwargs
+    from mmtune.training.module import MultiTaskModule
+
+    cfg = RunConfig.model_validate(run)
+    info = check_before_training(cfg)
+    setup_process(cfg)
+    splits = load_splits(info)
+    loaders = {s: make_loader(splits[s], info, cfg.data, train=s == "train", seed=cfg.trainer.seed) for s in splits}
+    module = MultiTaskModule(cfg, info)
+    reports: list[dict] = []
+    reporter = TrialReporter(
+        trial_dir,
+        lambda metrics, checkpoint: reports.append(metrics),
+        monitor=cfg.trainer.monitor,
+        mode=cfg.trainer.mode,
+        test_batches=loaders["test"],
+    )
+    kwargs = trainer_kwargs(cfg, manual=module.manual)
+    kwargs.update(
+        callbacks=[reporter],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=True,
+        devices=1,
+        accelerator=accelerator,
+        default_root_dir=str(trial_dir),
+    )
+    pl.Trainer(**kwargs).fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    return reports
+
+
+def tune_trial(
+    run: dict[str, Any], storage: Path, *, mode: str, resources: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every result a real one-trial Tune run of ``run_trial`` reported (``mode``: inline or ray_train); the trial
+    directory is in each result under ``trial_path``."""
+    from ray import tune
+
+    from mmtune.training.trial import run_trial, trial_resources
+
+    resources = resources or {"workers": 1, "cpus_per_worker": 1, "mode": mode}
+    results: list[dict[str, Any]] = []
+
+    class Collect(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            results.append(dict(result))
+
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, trial_resources(resources)),
+        param_space={"run": run, "resources": resources, "study": "bench_train"},
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(name=mode, storage_path=str(storage), callbacks=[Collect()], verbose=0),
+    )
+    grid = tuner.fit()
+    if grid.errors:
+        raise RuntimeError(f"{mode} trial failed: {grid.errors[0]}")
+    for result in results:
+        result["trial_path"] = grid[0].path
+    return results
+
+
+def _median(values: list[float]) -> float:
+    steady = values[1:] if len(values) > 1 else values
+    return float(statistics.median(steady))
+
+
+def run(
+    *,
+    patients: int = 120,
+    size: int = 64,
+    slices: int = 8,
+    replicate: int = 16,
+    epochs: int = 4,
+    batch_size: int = 16,
+    width: int = 8,
+    aim: bool = True,
+    data: Path | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring) and return its JSON-ready summary."""
+    import ray
+
+    from mmtune.bench.synthetic import bench_prepared
+    from mmtune.data.format import read_manifest
+
+    started_ray = False
+    with tempfile.TemporaryDirectory(prefix="mmtune-bench-train-") as tmp:
+        root = Path(tmp)
+        if not ray.is_initialized():
+            # Ray Train's controller collects worker reports every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s) and a
+            # worker's report waits while the previous one is uncollected: epochs shorter than that would be
+            # stretched to it. Drivers set it lower too (mmtune.training.trial.RAY_ENV).
+            os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(REPORT_POLL_S))
+            ray.init(
+                address="local",
+                num_cpus=max(2, os.cpu_count() or 2),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            started_ray = True
+        try:
+            prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
+            manifest = read_manifest(prepared)
+            config = bench_run_config(
+                prepared,
+                epochs=epochs,
+                batch_size=batch_size,
+                aim_repo=str(root / "aim") if aim else None,
+                width=width,
+            )
+            load_before = os.getloadavg()[0]
+            plain = plain_loop(config, epochs)
+            inline = tune_trial(config, root / "tune", mode="inline")
+            ray_train = tune_trial(config, root / "tune", mode="ray_train")
+            load_after = os.getloadavg()[0]
+        finally:
+            if started_ray:
+                ray.shutdown()
+    plain_wall, plain_cpu = _median([w for w, _ in plain]), _median([c for _, c in plain])
+    summary: dict[str, Any] = {
+        "benchmark": "train",
+        "device": "cpu",
+        "patients": manifest.n_patients,
+        "image": manifest.image.shape,
+        "batch_size": batch_size,
+        "small_cnn_width": width,
+        "epochs": epochs,
+        "aim": aim,
+        "plain_epoch_s": round(plain_wall, 4),
+        "plain_epoch_cpu_s": round(plain_cpu, 4),
+        "goal_ratio": GOAL_RATIO,
+        "loadavg": [round(load_before, 2), round(load_after, 2)],
+        "ray_train_health_check_interval_s": float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)),
+    }
+    for name, results in (("inline", inline), ("ray_train", ray_train)):
+        wall = _median([float(r["time_this_iter_s"]) for r in results])
+        cpu = _median([float(r["epoch_cpu_s"]) for r in results])
+        in_process = _median([float(r["epoch_wall_s"]) for r in results])
+        first = results[0]
+        summary.update(
+            {
+                f"{name}_epoch_s": round(wall, 4),
+                f"{name}_epoch_cpu_s": round(cpu, 4),
+                # timed inside the trial process / rank-0 worker, without this epoch's checkpoint + report
+                f"{name}_epoch_in_process_s": round(in_process, 4),
+                f"{name}_ratio": round(wall / plain_wall, 3),
+                f"{name}_ratio_cpu": round(cpu / plain_cpu, 3),
+                # trial start -> first report, less that epoch's own time: the per-trial start-up cost
+                f"{name}_startup_s": round(float(first["time_total_s"]) - float(first["epoch_wall_s"]), 2),
+                f"{name}_meets_goal": wall / plain_wall <= GOAL_RATIO,
+            }
+        )
+    return summary

@@ -1,0 +1,334 @@
+"""The Ray Tune function trainable: one trial = one training run, reported every epoch with a checkpoint.
+
+``config`` (the trial's Tune config) carries:
+
+* ``run``: the run-config dict; top-level dotted keys (``"model.fusion.name": "gated"``) are applied onto it, so a
+  driver may put sampled values either inside ``run`` or beside it;
+* ``resources``: ``workers`` (default 1), ``cpus_per_worker`` (1), ``gpus_per_worker`` (0), ``use_gpu``,
+  ``mode`` (``auto`` = inline for one worker, Ray Train otherwise; ``inline``; ``ray_train``);
+* ``mmtune``: driver metadata; ``mmtune.fault = {kill_at_epoch, marker}`` (tests) SIGKILLs the trial (inline) or
+  the rank-0 worker (Ray Train) once, right after that epoch's checkpoint was reported;
+* metadata: ``study``, ``trial_name`` (default: Tune's), ``aim_repo`` (absolute; overrides
+  ``run.tracking.aim_repo``), ``trial_dir`` or ``results_dir`` (artefacts go to ``trial_dir``, else
+  ``results_dir/trials/<trial_name>``, else Tune's trial directory), ``train_storage_path`` (Ray Train runs;
+  default ``<trial_dir>/ray_train``).
+
+One worker runs the Lightning loop inline in the trial (no worker-group start, in-memory data). More workers run a
+Ray Train ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU) over Ray Data shards; its per-epoch ``ray.train.report``
+reaches Tune through ``TuneReportCallback``. Either way a restarted trial resumes from its last checkpoint
+(``ray.tune.get_checkpoint()`` inline; same Ray Train run name + storage and ``ray.train.get_checkpoint()``).
+``predictions.parquet`` and ``metrics.json`` in the trial directory always hold the best epoch so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmtune.config.loading import apply_overrides, validate
+from mmtune.config.run import RunConfig
+
+META_KEYS = frozenset(
+    {"run", "resources", "study", "trial_name", "aim_repo", "trial_dir", "results_dir", "train_storage_path", "mmtune"}
+)
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Where a trial writes and how it runs."""
+
+    cfg: RunConfig
+    study: str
+    trial_name: str
+    trial_dir: Path
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    use_gpu: bool
+    mode: str
+    train_storage_path: Path
+    fault: dict[str, Any] | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.mode == "inline" or (self.mode == "auto" and self.workers <= 1)
+
+
+def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
+    """The trial's ``RunConfig``: ``config["run"]`` with the top-level dotted keys applied; ``aim_repo`` wins."""
+    run = copy.deepcopy(dict(config.get("run") or {}))
+    overrides = {k: v for k, v in config.items() if k not in META_KEYS and "." in k}
+    apply_overrides(run, overrides)
+    if config.get("aim_repo"):
+        run.setdefault("tracking", {})["aim_repo"] = str(Path(config["aim_repo"]).expanduser().resolve())
+    return validate(RunConfig, run, "trial config")
+
+
+def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
+    """Resolve the trial's run config, names, directories and resources (inside a Tune session)."""
+    from ray import tune
+
+    from mmtune.training.fit import resolved_config
+
+    cfg = resolved_config(trial_run_config(config))
+    context = tune.get_context()
+    trial_name = str(config.get("trial_name") or context.get_trial_name() or cfg.name)
+    if config.get("trial_dir"):
+        trial_dir = Path(config["trial_dir"])
+    elif config.get("results_dir"):
+        trial_dir = Path(config["results_dir"]) / "trials" / trial_name
+    else:
+        trial_dir = Path(context.get_trial_dir())
+    trial_dir = trial_dir.expanduser().resolve()
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    res = dict(config.get("resources") or {})
+    gpus = float(res.get("gpus_per_worker", 0) or 0)
+    use_gpu = bool(res.get("use_gpu", gpus > 0))
+    if use_gpu and gpus == 0:
+        gpus = 1.0
+    storage = Path(config.get("train_storage_path") or trial_dir / "ray_train").expanduser().resolve()
+    return TrialSetup(
+        cfg=cfg,
+        study=str(config.get("study") or cfg.tracking.experiment),
+        trial_name=trial_name,
+        trial_dir=trial_dir,
+        workers=max(1, int(res.get("workers", 1))),
+        cpus_per_worker=float(res.get("cpus_per_worker", 1)),
+        gpus_per_worker=gpus,
+        use_gpu=use_gpu,
+        mode=str(res.get("mode", "auto")),
+        train_storage_path=storage,
+        fault=dict((config.get("mmtune") or {}).get("fault") or {}) or None,
+    )
+
+
+# Environment a driver should give its Ray cluster (before ``ray.init`` of a local cluster, or a job's runtime_env):
+# Ray Train's controller collects worker reports every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and a
+# worker's next report waits until the previous one was collected, which stretches epochs shorter than that.
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+
+
+def trial_resources(resources: Mapping[str, Any] | None) -> dict[str, float]:
+    """What the Tune trial itself must reserve: the whole worker for an inline trial, nothing for a Ray Train
+    trial (its workers reserve their own CPUs/GPUs; a trial holding CPUs would starve them, see DESIGN.md)."""
+    res = dict(resources or {})
+    workers = max(1, int(res.get("workers", 1)))
+    mode = str(res.get("mode", "auto"))
+    if mode == "inline" or (mode == "auto" and workers <= 1):
+        gpus = float(res.get("gpus_per_worker", 0) or (1 if res.get("use_gpu") else 0))
+        out = {"cpu": float(res.get("cpus_per_worker", 1))}
+        if gpus:
+            out["gpu"] = gpus
+        return out
+    return {"cpu": 0.0, "memory": 1.0}
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable (see the module docstring)."""
+    setup = trial_setup(config)
+    if setup.inline:
+        run_inline(setup)
+    else:
+        run_ray_train(setup)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inline: the Lightning loop inside the Tune trial
+
+
+def run_inline(setup: TrialSetup) -> None:
+    import pytorch_lightning as pl
+    from ray import tune
+    from ray.tune import Checkpoint
+
+    from mmtune.data.loading import load_splits, make_loader
+    from mmtune.training.callbacks import TrialReporter, restore_checkpoint
+    from mmtune.training.fit import check_before_training, make_aim_logger, setup_process, trainer_kwargs
+    from mmtune.training.module import MultiTaskModule
+
+    cfg = setup.cfg
+    info = check_before_training(cfg)
+    setup_process(cfg)
+    splits = load_splits(info)
+    train = make_loader(splits["train"], info, cfg.data, train=True, seed=cfg.trainer.seed)
+    val = make_loader(splits["val"], info, cfg.data, train=False)
+    test = make_loader(splits["test"], info, cfg.data, train=False)
+    module = MultiTaskModule(cfg, info)
+    ckpt_path, aim_hash = restore_checkpoint(tune.get_checkpoint())
+    logger = make_aim_logger(
+        cfg, run_name=setup.trial_name, study=setup.study, trial=setup.trial_name, run_hash=aim_hash
+    )
+    reporter = TrialReporter(
+        setup.trial_dir,
+        lambda metrics, checkpoint: tune.report(metrics, checkpoint=checkpoint),
+        monitor=cfg.trainer.monitor,
+        mode=cfg.trainer.mode,
+        test_batches=test,
+        aim_hash=lambda: _aim_hash(logger),
+        checkpoint_factory=Checkpoint.from_directory,
+        extra={"trial_name": setup.trial_name, "study": setup.study, "path": "inline"},
+        fault=setup.fault,
+    )
+    kwargs = trainer_kwargs(cfg, manual=module.manual)
+    kwargs.update(
+        callbacks=[reporter, *_early_stopping(cfg)],
+        logger=logger if logger is not None else False,
+        enable_progress_bar=False,
+        enable_checkpointing=True,
+        default_root_dir=str(setup.trial_dir),
+        devices=1,
+        accelerator="gpu" if setup.use_gpu else cfg.trainer.accelerator,
+    )
+    trainer = pl.Trainer(**kwargs)
+    try:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=ckpt_path)
+    finally:
+        if logger is not None:
+            logger.close()
+        if ckpt_path:
+            shutil.rmtree(Path(ckpt_path).parent, ignore_errors=True)  # the local copy of the restored checkpoint
+
+
+def _early_stopping(cfg: RunConfig) -> list[Any]:
+    if not cfg.trainer.early_stopping_patience:
+        return []
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    return [EarlyStopping(cfg.trainer.monitor, mode=cfg.trainer.mode, patience=cfg.trainer.early_stopping_patience)]
+
+
+def _aim_hash(logger: Any) -> str | None:
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if logger is None or getattr(rank_zero_only, "rank", 0) != 0:
+        return None
+    return str(logger.experiment.hash)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ray Train: N workers, DDP, Ray Data shards
+
+
+def run_ray_train(setup: TrialSetup) -> Any:
+    """Run the trial as a Ray Train ``TorchTrainer`` whose reports reach Tune (``TuneReportCallback``)."""
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import DataConfig as RayDataConfig
+    from ray.train import RunConfig as TrainRunConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from mmtune.data.loading import ray_datasets
+    from mmtune.training.fit import check_before_training
+
+    info = check_before_training(setup.cfg)
+    if info.multi_source and len({s.weight for s in info.sources}) > 1:
+        from mmtune.console import warn
+
+        warn("data.path weights: Ray Train trials draw each source in proportion to its size (weights apply in-memory)")
+    datasets = ray_datasets(info, ("train",))  # val/test: every worker reads them whole, in memory
+    per_worker: dict[str, float] = {"CPU": setup.cpus_per_worker}
+    if setup.use_gpu:
+        per_worker["GPU"] = setup.gpus_per_worker
+    loop_config = {
+        "run": setup.cfg.model_dump(mode="json"),
+        "study": setup.study,
+        "trial_name": setup.trial_name,
+        "trial_dir": str(setup.trial_dir),
+        "use_gpu": setup.use_gpu,
+        "fault": setup.fault,
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=setup.workers, use_gpu=setup.use_gpu, resources_per_worker=per_worker),
+        torch_config=TorchConfig(backend="nccl" if setup.use_gpu else "gloo"),
+        run_config=TrainRunConfig(
+            name=setup.trial_name,
+            storage_path=str(setup.train_storage_path),
+            callbacks=[TuneReportCallback()],
+            failure_config=FailureConfig(max_failures=1),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+        dataset_config=RayDataConfig(datasets_to_split=["train"]),
+    )
+    return trainer.fit()
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: Lightning with ``RayDDPStrategy`` over this worker's Ray Data shard."""
+    import pytorch_lightning as pl
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    from mmtune.data.loading import load_splits, make_loader, quiet_ray_data, shard_batches
+    from mmtune.data.multisource import resolve_data
+    from mmtune.training.callbacks import TrialReporter, restore_checkpoint
+    from mmtune.training.fit import make_aim_logger, setup_process, trainer_kwargs
+    from mmtune.training.module import MultiTaskModule
+
+    quiet_ray_data()
+    cfg = RunConfig.model_validate(loop_config["run"])
+    use_gpu = bool(loop_config.get("use_gpu"))
+    trial_name = loop_config["trial_name"]
+    info = resolve_data(cfg.data, cfg.task_names)
+    setup_process(cfg)
+    rank = ray.train.get_context().get_world_rank()
+    world_size = ray.train.get_context().get_world_size()
+    batch_size = cfg.data.batch_size
+    train = shard_batches(ray.train.get_dataset_shard("train"), info, batch_size, train=True, augment=cfg.data.augment)
+    # val / test are not split (each rank evaluates all of them; metrics need no sync): plain in-memory loaders
+    # avoid a Ray Data execution per epoch
+    held_out = load_splits(info, ("val", "test"))
+    val = make_loader(held_out["val"], info, cfg.data, train=False)
+    test = make_loader(held_out["test"], info, cfg.data, train=False) if rank == 0 else None
+    module = MultiTaskModule(cfg, info)
+    ckpt_path, aim_hash = restore_checkpoint(ray.train.get_checkpoint())
+    logger = make_aim_logger(cfg, run_name=trial_name, study=loop_config["study"], trial=trial_name, run_hash=aim_hash)
+    reporter = TrialReporter(
+        loop_config["trial_dir"],
+        lambda metrics, checkpoint: ray.train.report(metrics, checkpoint=checkpoint),
+        monitor=cfg.trainer.monitor,
+        mode=cfg.trainer.mode,
+        test_batches=test,
+        aim_hash=lambda: _aim_hash(logger),
+        checkpoint_factory=ray.train.Checkpoint.from_directory,
+        extra={"trial_name": trial_name, "study": loop_config["study"], "path": "ray_train"},
+        fault=loop_config.get("fault"),
+    )
+    kwargs = trainer_kwargs(cfg, manual=module.manual)
+    kwargs.update(
+        callbacks=[reporter, *_early_stopping(cfg)],
+        logger=logger if logger is not None else False,
+        enable_progress_bar=False,
+        enable_checkpointing=True,
+        default_root_dir=loop_config["trial_dir"],
+        accelerator="gpu" if use_gpu else "cpu",
+        use_distributed_sampler=False,
+    )
+    if world_size > 1:
+        kwargs.update(
+            devices="auto",
+            # no buffer broadcast before every forward (it cost ~10% of a small CNN's step): each rank keeps its
+            # own batch-norm statistics and rank 0's are checkpointed and evaluated
+            strategy=RayDDPStrategy(
+                process_group_backend="nccl" if use_gpu else "gloo",
+                broadcast_buffers=False,
+                gradient_as_bucket_view=True,
+            ),
+            plugins=[RayLightningEnvironment()],
+        )
+        trainer = prepare_trainer(pl.Trainer(**kwargs))
+    else:  # one worker: no DDP wrapper, gradient all-reduce or buffer broadcast to pay for
+        trainer = pl.Trainer(devices=1, **kwargs)
+    try:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=ckpt_path)
+    finally:
+        if logger is not None:
+            logger.close()
+        if ckpt_path:
+            shutil.rmtree(Path(ckpt_path).parent, ignore_errors=True)  # the local copy of the restored checkpoint
