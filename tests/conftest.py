@@ -13,6 +13,8 @@ SYNTHETIC_CARD = REPO_ROOT / "datasets" / "synthetic.yaml"
 # Tiny sizes keep the suite fast on 2 cores (32x32 slices, 4 slices, dozens of patients).
 TINY = {"patients": 60, "size": 32, "slices": 4, "seed": 7}
 
+# One BLAS/OpenMP thread per process: Ray workers and the test process share 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

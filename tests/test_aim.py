@@ -71,3 +71,12 @@ def test_logger_writes_params_tags_and_contexts_to_a_real_repo(tmp_path: Path) -
     assert ("loss", {"subset": "train"}) in run["metrics"]
     assert not any(name == "ap" for name, _ in run["metrics"])  # NaN values are not tracked
     assert metric_values(repo, run_hash, "auroc", {"subset": "val", "task": "covid"}) == pytest.approx([0.6, 0.8])
+
+
+def test_remote_aim_server_address_is_kept_and_local_repos_become_absolute(tmp_path, monkeypatch) -> None:
+    from mmtune.tracking.aim import MMTuneAimLogger, repo_location
+
+    monkeypatch.chdir(tmp_path)
+    assert repo_location("aim://head:53800") == "aim://head:53800"
+    assert MMTuneAimLogger("aim://head:53800", "study").save_dir == "aim://head:53800"
+    assert repo_location("aim") == str(tmp_path / "aim")

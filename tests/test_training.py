@@ -161,3 +161,20 @@ def test_bad_config_is_one_line_exit_2_and_no_run_dir(
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
     assert not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_static_weighting_uses_the_configured_task_weights(prepared_synthetic: Path) -> None:
+    from mmtune.data.multisource import resolve_data
+    from mmtune.training.module import MultiTaskModule
+
+    cfg = load_run_config(
+        MULTITASK,
+        {
+            "data.path": str(prepared_synthetic),
+            "tasks": [{"name": "covid", "weight": 3.0}, {"name": "morbidity", "weight": 0.5}],
+            "weighting.name": "static",
+            "tracking.aim_repo": None,
+        },
+    )
+    module = MultiTaskModule(cfg, resolve_data(cfg.data, cfg.task_names))
+    assert module.weighting.task_weights() == pytest.approx({"covid": 3.0, "morbidity": 0.5})

@@ -47,9 +47,7 @@ def simple_effects(root: str | Path, factor: str, within: str, metrics: list[str
                 if level == base:
                     continue
                 pairs = [
-                    (a, b)
-                    for a, b in ab._matching(levels, factor, level, base)
-                    if levels[a].get(within) == stratum
+                    (a, b) for a, b in ab._matching(levels, factor, level, base) if levels[a].get(within) == stratum
                 ]
                 diffs = ab._paired_diffs(table, pairs)
                 if diffs.empty:

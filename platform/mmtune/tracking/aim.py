@@ -80,7 +80,7 @@ class MMTuneAimLogger(Logger):
         run_hash: str | None = None,
     ) -> None:
         super().__init__()
-        self._repo = str(Path(repo).expanduser().resolve())
+        self._repo = repo_location(repo)
         self._experiment_name = experiment
         self._run_name = run_name
         self._params = dict(params or {})
@@ -167,9 +167,10 @@ def open_run(
     """Create (or resume by hash) an Aim run with params under ``hparams`` and tags as ``key=value`` Aim tags."""
     from aim import Run
 
-    repo = str(Path(repo).expanduser().resolve())
-    Path(repo).mkdir(parents=True, exist_ok=True)
-    init_repo(repo)
+    repo = repo_location(repo)
+    if not is_remote(repo):
+        Path(repo).mkdir(parents=True, exist_ok=True)
+        init_repo(repo)
     common = {"repo": repo, "system_tracking_interval": None, "capture_terminal_logs": False}
     if run_hash:
         run = Run(run_hash, force_resume=True, log_system_params=False, **common)
@@ -182,6 +183,18 @@ def open_run(
     if run_name:
         run.name = run_name
     return run
+
+
+def is_remote(repo: str | Path) -> bool:
+    """``aim://host:port`` names a remote ``aim server`` (clusters), anything else a local directory."""
+    return "://" in str(repo)
+
+
+def repo_location(repo: str | Path) -> str:
+    """A local repo as an absolute path (workers run in other directories); a remote address unchanged."""
+    if is_remote(repo):
+        return str(repo)
+    return str(Path(repo).expanduser().resolve())
 
 
 def init_repo(repo: str | Path) -> None:

@@ -35,7 +35,8 @@ class MultiTaskModule(pl.LightningModule):
         self.tasks = list(info.tasks)
         self.task_options = resolved_task_options(cfg, info)
         self.model = build_model(cfg.model, info.image, info.n_clinical, self.tasks)
-        self.weighting = build_weighting(cfg.weighting, self.tasks, self.model)
+        # The run config's tasks carry the static weights; the model supplies each task's kind.
+        self.weighting = build_weighting(cfg.weighting, cfg.tasks, self.model)
         self.manual = bool(getattr(self.weighting, "manual_gradients", False))
         self.automatic_optimization = not self.manual
         names = info.source_names if info.multi_source else []
