@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from mmtune.locale_guard import keeps_locale
 
 HOSPITALS = "ABCDEF"
 AIFORCOVID_COLUMNS = [
@@ -71,6 +72,7 @@ def chest_radiograph(size: int, opacity: float, rng: np.random.Generator, bits: 
     return np.clip(image * top, 0, top).astype(np.uint16)
 
 
+@keeps_locale
 def write_radiograph(path: Path, pixels: np.ndarray, *, monochrome1: bool = False, modality: str = "DX") -> Path:
     """One DICOM radiograph written by SimpleITK (2D uint16); MONOCHROME1 files store inverted values.
 

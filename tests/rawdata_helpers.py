@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 import yaml
+from mmtune.locale_guard import keeps_locale
 
 PHI_NAME = "SYNTH^PATIENT"
 
@@ -25,6 +26,7 @@ def write_slices(folder: Path, planes: np.ndarray, suffix: str = ".jpg") -> list
     return paths
 
 
+@keeps_locale
 def write_dicom_series(
     folder: Path,
     hu: np.ndarray,

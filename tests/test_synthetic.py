@@ -499,3 +499,18 @@ def test_cli_existing_directory_exit_2_untouched(tmp_path: Path, capsys) -> None
     )
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_writing_and_reading_dicom_leaves_the_process_locale_alone(tmp_path) -> None:
+    # GDCM switches the C locale to "C" and never switches back; Python would then read text as ASCII.
+    import locale
+
+    from mmtune.data.images import order_dicom, read_dicom_series
+
+    before = locale.setlocale(locale.LC_ALL)
+    generate(tmp_path / "raw", patients=12, size=16, slices=2, seed=3, dicom_fraction=1.0, quirks=False)
+    assert locale.setlocale(locale.LC_ALL) == before
+    folder = next((tmp_path / "raw").glob("Patient */CT"))
+    ordered, _ = order_dicom([str(p) for p in folder.glob("*.dcm")])
+    read_dicom_series(ordered)
+    assert locale.setlocale(locale.LC_ALL) == before

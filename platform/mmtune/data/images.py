@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mmtune.config.card import ClaheSpec, ImageSpec
+from mmtune.locale_guard import keeps_locale
 
 SLICE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -72,6 +73,7 @@ def _image_io(path: str | Path) -> str:
     return ""
 
 
+@keeps_locale
 def _read(path: str | Path) -> sitk.Image:
     io = _image_io(path)
     try:
@@ -138,6 +140,7 @@ def read_stack(paths: Sequence[str | Path]) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
+@keeps_locale
 def slice_position(path: str | Path) -> float:
     """Position of a DICOM slice along its normal (header only), used to order a series by anatomy."""
     reader = sitk.ImageFileReader()
@@ -155,6 +158,7 @@ def slice_position(path: str | Path) -> float:
     return float(sum(o * n for o, n in zip(origin, normal)))
 
 
+@keeps_locale
 def order_dicom(paths: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Sort DICOM files by slice position; unreadable files and files of other series come back as skips.
 
@@ -200,6 +204,7 @@ def order_dicom(paths: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return ordered, skipped
 
 
+@keeps_locale
 def read_dicom_series(paths: Sequence[str]) -> sitk.Image:
     """Read ordered DICOM files as one volume with ImageSeriesReader (slope/intercept applied: HU)."""
     reader = sitk.ImageSeriesReader()

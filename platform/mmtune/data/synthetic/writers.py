@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from mmtune.locale_guard import keeps_locale
+
 JPEG_QUALITY = 90
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -52,6 +54,7 @@ class DicomStudy:
     slope: int = 1
 
 
+@keeps_locale
 def write_dicom_series(
     folder: Path,
     hu: np.ndarray,
