@@ -48,3 +48,40 @@ def test_cli_help_does_not_import_heavy_libraries():
 def test_unknown_command_exits_2():
     out = subprocess.run([sys.executable, "-m", "mmtune", "no-such-command"], capture_output=True, text=True)
     assert out.returncode == 2
+
+
+def _shipped(folder: str) -> list[Path]:
+    return sorted((REPO / folder).glob("*.yaml"))
+
+
+def test_every_shipped_dataset_card_validates():
+    from mmtune.config.card import load_card
+
+    cards = _shipped("datasets")
+    assert {"ictcf.yaml", "synthetic.yaml"} <= {p.name for p in cards}
+    for path in cards:
+        card = load_card(path)
+        assert card.tasks, path
+
+
+def test_every_shipped_run_config_passes_the_component_checks():
+    from mmtune.config.checks import check_run_config
+    from mmtune.config.run import load_run_config
+
+    for path in _shipped("configs"):
+        check_run_config(load_run_config(path), None, quiet=True)
+
+
+def test_every_shipped_search_space_and_study_validates_against_the_registries():
+    import yaml
+    from mmtune.tuning.ablation import check_registries, expand_with_data, load_study
+    from mmtune.tuning.space import check_candidates, load_search_space
+
+    spaces = _shipped("search_spaces")
+    assert "quickstart.yaml" in {p.name for p in spaces}
+    for path in spaces:
+        if yaml.safe_load(path.read_text(encoding="utf-8")).get("kind") == "ablation":
+            study = load_study(path)
+            check_registries(study, expand_with_data(study, None), None)
+        else:
+            check_candidates(load_search_space(path))

@@ -83,7 +83,7 @@ def test_report_on_tuning_results_uses_patient_level_intervals(tmp_path):
     assert "patients (DeLong)" in md and "patients (bootstrap)" in md  # covid AUROC / multiclass morbidity AUROC
     assert "## DeLong tests (best vs next)" in md
     assert "model.fusion.name" not in md.split("## Leaderboard")[0]
-    assert "fusion.name=late" in md or "name=late" in md
+    assert "(fusion=late)" in md  # searched keys shown by their short, distinct names
 
 
 def test_report_errors_are_one_line_exit_2(tmp_path, capsys):

@@ -150,8 +150,11 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
         scheduler={"name": "fifo", "max_t": 2},
         num_samples=1,
     )
-    results = run_study(load_search_space(path), results_dir=tmp_path / "results")
-    frame = results.frame
+    with pytest.raises(SystemExit) as done:  # the CLI, so its closing report is written too
+        main(["tune", str(path), "--results", str(tmp_path / "results")])
+    assert done.value.code in (0, None)
+    root = tmp_path / "results" / "real"
+    frame = pd.read_parquet(root / "trials.parquet")
     assert list(frame["status"]) == ["TERMINATED", "TERMINATED"], frame.get("error")
     assert sorted(frame["model.fusion.name"]) == ["concat", "late"]
     assert (frame["epochs"] == 2).all()
@@ -171,7 +174,9 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
     for _, row in frame.iterrows():
         ids = set(pq.read_table(row["predictions"])["patient_id"].to_pylist())
         assert ids and ids <= prepared_ids
-    assert load_run_config(results.paths.best_config).model.fusion.name in {"concat", "late"}
+    assert load_run_config(root / "best_config.yaml").model.fusion.name in {"concat", "late"}
+    report = (root / "report" / "report.md").read_text(encoding="utf-8")
+    assert all(trial in report for trial in frame["trial"])  # the report ends the search and covers every trial
 
 
 def test_optuna_search_with_async_hyperband(tmp_path, prepared_synthetic, ray_local):

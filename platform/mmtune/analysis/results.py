@@ -272,7 +272,7 @@ def _tuning(root: Path, trials: pd.DataFrame) -> StudyData:
     ]
     labels = {}
     for _, row in trials.iterrows():
-        parts = [f"{c.rsplit('.', 1)[-1] if c.count('.') else c}={_short(row[c])}" for c in searched]
+        parts = [f"{short_key(c)}={_short(row[c])}" for c in searched if not _not_applicable(row[c])]
         labels[str(row["trial"])] = f"{row['trial']} ({', '.join(parts)})" if parts else str(row["trial"])
     tasks, metrics = _tasks_and_metrics(predictions, None)
     missing = bad.assign(key=bad["trial"])[["key", "config", "split_id", "status", "state", "error"]]
@@ -291,6 +291,19 @@ def _tuning(root: Path, trials: pd.DataFrame) -> StudyData:
         missing=missing,
         problems=problems,
     )
+
+
+def short_key(dotted: str) -> str:
+    """``model.fusion.name`` -> ``fusion``, ``weighting.params.alpha`` -> ``alpha``: readable and still distinct."""
+    parts = dotted.split(".")
+    if len(parts) > 1 and parts[-1] == "name":
+        parts = parts[:-1]
+    return parts[-1]
+
+
+def _not_applicable(value: Any) -> bool:
+    # conditional search-space entries (e.g. gradnorm's alpha) are NaN / None for the other choices
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _short(value: Any) -> str:

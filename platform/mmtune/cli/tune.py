@@ -23,6 +23,7 @@ def tune(
     dry_run: bool = typer.Option(False, "--dry-run", help="validate, print the space size and sample configs; no Ray"),
     verbose: bool = typer.Option(False, "--verbose", help="show the trials' own logs"),
     num_cpus: int = typer.Option(None, help="CPUs of the local Ray (default: all)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write `mmtune report` of the finished study"),
     trainable: str = typer.Option(None, hidden=True, help="module:function trial function (tests, benchmarks)"),
     trial_option: list[str] = typer.Option(None, hidden=True, help="k=v into the trials' `mmtune` metadata"),
 ) -> None:
@@ -58,6 +59,10 @@ def tune(
             soft_wrap=True,
         )
         raise typer.Exit(130)
+    if report:
+        from mmtune.cli.report import report as write_report_command
+
+        write_report_command(outcome.paths.root, None)
 
 
 def _dry_run(space: Any, samples: int = 3) -> None:
