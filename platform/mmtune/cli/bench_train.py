@@ -18,6 +18,7 @@ def bench_train(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     width: Annotated[int, typer.Option("--width", min=1, help="small_cnn width (compute per step).")] = 8,
     aim: Annotated[bool, typer.Option("--aim/--no-aim", help="Track the trials in a temporary Aim repo.")] = True,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Run all three sides on one CUDA GPU (Ray Train: nccl).")] = False,
     data: Annotated[
         Path | None, typer.Option("--data", help="Use this prepared data set instead of making one.")
     ] = None,
@@ -28,6 +29,8 @@ def bench_train(
 
     if data is not None:
         read_manifest(data)  # a DataError (exit 2) when it is not a prepared data set
+    if gpu:
+        _require_cuda()
     result = run(
         patients=patients,
         size=size,
@@ -38,5 +41,16 @@ def bench_train(
         width=width,
         aim=aim,
         data=data,
+        gpu=gpu,
     )
     print(json.dumps(result, sort_keys=True))
+
+
+def _require_cuda() -> None:
+    """``--gpu`` on a machine without a visible CUDA device is a user error, said before Ray starts."""
+    import torch
+
+    from mmtune.errors import UserError
+
+    if not torch.cuda.is_available():
+        raise UserError("bench train --gpu: no CUDA device is visible to torch (check CUDA_VISIBLE_DEVICES)")
