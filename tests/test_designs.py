@@ -105,7 +105,9 @@ def predictions(root: Path, trial: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------- shape
 
 
-def test_design_files_expand_to_the_documented_studies(capsys):
+def test_design_files_expand_to_the_documented_studies(capsys, monkeypatch, tmp_path):
+    # from an empty directory: data a user prepared in the checkout (the quick start's data/) must not matter
+    monkeypatch.chdir(tmp_path)
     expected = {"mdmt": (12, 60), "ct_triage": (3, 15), "joint_seg_rec_cls": (3, 15), "findings": (2, 10)}
     for design, (cells, n) in expected.items():
         assert run_cli(["ablate", str(SPACES / f"{design}.yaml"), "--dry-run"]) == 0
@@ -113,6 +115,18 @@ def test_design_files_expand_to_the_documented_studies(capsys):
         assert f"{cells} cells x 5 splits" in out and f"= {n} trials" in out, design
     mdmt = yaml.safe_load((SPACES / "mdmt.yaml").read_text(encoding="utf-8"))
     assert len(mdmt["factors"]["backbone"]) >= 6 and mdmt["repeats"]["folds"] == 5
+
+
+def test_a_cell_whose_second_data_set_is_not_prepared_is_named(capsys, monkeypatch, tmp_path, prepared_synthetic):
+    """The primary data are prepared (as after the quick start), the MDMT level's second data set is not: one line
+    naming the study file, the cell and the missing directory, exit 2, before Ray."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "synthetic_prepared").symlink_to(prepared_synthetic)
+    assert run_cli(["ablate", str(SPACES / "mdmt.yaml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "mdmt.yaml: cell 'mdmt / small_cnn'" in err and "synthetic_prognosis_prepared" in err and "not found" in err
 
 
 def test_mdmt_cells_pass_the_registry_and_data_checks(prepared_synthetic, prognosis_prepared):

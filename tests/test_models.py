@@ -304,3 +304,28 @@ def test_pretrained_errors_name_the_key(tmp_path, no_network) -> None:
     cfg = ModelConfig.model_validate({"backbone": {"name": "small_cnn", "pretrained": str(other)}})
     with pytest.raises(ConfigError, match=r"no tensor in .* matches"):
         build_model(cfg, image_info("stack2d"), F, VECTOR_TASKS[:1])
+
+
+def test_unet_encoder_keeps_absolute_intensity_with_batch_norm_not_instance_norm():
+    """Why batch norm is the default: with instance norm two patients whose scans differ only in intensity
+    (x and 2x + 1) get nearly the same pooled bottleneck, so findings defined by density (consolidation vs ground
+    glass) cannot be learnt; batch norm keeps them apart."""
+    from mmtune.models.unet import unet_encoder
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 4, 32, 32)
+    change = {}
+    for norm in ("batch", "instance"):
+        encoder = unet_encoder(4, width=4, depth=4, norm=norm).train()  # batch statistics, as in training
+        with torch.no_grad():
+            pooled = encoder.pool(encoder.features(torch.cat([x, 2 * x + 1]))[-1])
+        change[norm] = float((pooled[:3] - pooled[3:]).norm() / pooled[:3].norm())
+    assert change["instance"] < 0.2  # only zero padding at the borders breaks the invariance
+    assert change["batch"] > 0.5
+
+
+def test_unet_encoder_rejects_an_unknown_norm():
+    from mmtune.models.unet import unet_encoder
+
+    with pytest.raises(ValueError, match="batch, instance"):
+        unet_encoder(1, norm="layer")

@@ -81,7 +81,10 @@ def build_image_encoder(cfg: BackboneConfig, image: ImageInfo) -> ImageEncoder:
     params = validate_params(entry, cfg.params, "model.backbone.params")
     check_backbone_layout(cfg, image, entry.tags.get("dims"))
     in_chans = image.shape[0] if image.layout == "stack2d" and cfg.mode == "channels" else 1
-    backbone = entry.factory(in_chans, **params)
+    try:
+        backbone = entry.factory(in_chans, **params)
+    except ValueError as exc:  # a parameter value the factory refuses (a name it does not know is caught above)
+        raise ConfigError(f"model.backbone.params: {exc}") from None
     encoder = ImageEncoder(backbone, image.layout, cfg.mode, image.shape[0], int(entry.tags.get("min_size", 1)))
     if cfg.pretrained:
         encoder.pretrained_report = load_pretrained(backbone.weights_module(), cfg.pretrained)

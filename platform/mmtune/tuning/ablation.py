@@ -245,8 +245,8 @@ def check_registries(study: Study, design: Design, manifest: Any | None) -> None
             continue
         seen.add(trial.cell.name)
         run = RunConfig.model_validate(trial.config)
-        manifests = _cell_manifests(run, manifest, study.base["data"].get("path"))  # a cell's own data sets
         try:
+            manifests = _cell_manifests(run, manifest, study.base["data"].get("path"))  # a cell's own data sets
             component_checker(manifests)(run)
         except UserError as exc:
             raise ConfigError(f"{study.where}: cell {trial.cell.name!r}: {exc}") from None
