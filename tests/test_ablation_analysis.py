@@ -145,3 +145,32 @@ def test_fast_macro_auroc_matches_the_stats_module():
     assert macro_auroc(y, proba) == pytest.approx(auroc_multiclass(y, proba).macro, abs=1e-12)
     y[y == 2] = 1  # a class absent from y is left out of the macro mean, as in auroc_multiclass
     assert macro_auroc(y, proba) == pytest.approx(auroc_multiclass(y, proba).macro, abs=1e-12)
+
+
+def test_multilabel_tasks_are_read_from_the_declaration_the_predictions_file_carries(tmp_path):
+    """Column names alone make ``y_findings_ground_glass`` look like a task of its own; the ``mmtune_tasks`` attrs
+    that ``write_predictions`` stores settle it, and survive the Parquet round trip."""
+    import pandas as pd
+    from mmtune.analysis.task_metrics import TASKS_ATTR, detect_tasks, metric_value
+    from mmtune.tasks import TaskKind, TaskSpec
+    from mmtune.training.predictions import task_declarations, write_predictions
+
+    labels = ["ground_glass", "consolidation"]
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "b", "c", "d"],
+            "y_findings_ground_glass": [1.0, 0.0, 1.0, 0.0],
+            "score_findings_ground_glass": [0.9, 0.2, 0.8, 0.1],
+            "y_findings_consolidation": [0.0, 1.0, float("nan"), 0.0],
+            "score_findings_consolidation": [0.7, 0.6, 0.5, 0.1],
+        }
+    )
+    guessed = detect_tasks(list(frame.columns), dict(frame.dtypes))
+    assert "findings" not in guessed or guessed["findings"].classes != labels  # ambiguous without the declaration
+    frame.attrs[TASKS_ATTR] = task_declarations([TaskSpec(name="findings", kind=TaskKind.MULTILABEL, classes=labels)])
+    path = write_predictions(tmp_path / "predictions.parquet", [frame])
+    back = pd.read_parquet(path)
+    tasks = detect_tasks(list(back.columns), dict(back.dtypes), back.attrs.get(TASKS_ATTR))
+    assert list(tasks) == ["findings"] and tasks["findings"].classes == labels
+    value, _ = metric_value(back, tasks["findings"], "auroc")
+    assert value == pytest.approx((1.0 + 0.5) / 2)  # ground glass 1.0; consolidation 0.5 (0.6 vs 0.7 and 0.1)

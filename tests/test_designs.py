@@ -239,6 +239,13 @@ def test_findings_end_to_end_with_per_label_metrics_and_clahe(tmp_path, designs_
     assert frame["final/train/loss"].notna().all() and frame["final/val/loss"].notna().all()  # CLAHE gives no NaN
     on = yaml.safe_load((root / "trials" / frame.loc["on @ f0/s0", "trial"] / "config.yaml").read_text("utf-8"))
     assert on["data"]["path"] == str(designs_prepared["on"])
+    # the report reads the multilabel task from the predictions (labels with underscores: ground_glass)
+    from mmtune.analysis.results import load_study_data
+
+    data = load_study_data(root)
+    assert data.tasks["findings"].kind == "multilabel"
+    assert data.tasks["findings"].classes == ["ground_glass", "consolidation", "effusion"]
+    assert "findings/auroc" in data.metrics and not [p for p in data.problems if "findings" in p]
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

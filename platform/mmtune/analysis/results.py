@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mmtune.analysis.task_metrics import TaskColumns, default_metrics, detect_tasks, metric_value
+from mmtune.analysis.task_metrics import TASKS_ATTR, TaskColumns, default_metrics, detect_tasks, metric_value
 from mmtune.errors import UserError
 
 TRIALS_FILE = "trials.parquet"
@@ -179,7 +179,7 @@ def _tasks_and_metrics(predictions: dict[str, pd.DataFrame], wanted: list[str] |
     tasks: dict[str, TaskColumns] = {}
     for trial in sorted(predictions):
         frame = predictions[trial]
-        for name, task in detect_tasks(list(frame.columns), dict(frame.dtypes)).items():
+        for name, task in detect_tasks(list(frame.columns), dict(frame.dtypes), frame.attrs.get(TASKS_ATTR)).items():
             tasks.setdefault(name, task)
     metrics = list(wanted) if wanted else default_metrics(tasks)
     return tasks, [m for m in metrics if m.split("/")[0] in tasks]
@@ -338,7 +338,7 @@ def split_metrics(data: StudyData, metrics: list[str] | None = None) -> pd.DataF
             part = eval_rows(frame, data.eval_split, dropped or None)
             if part.empty:
                 continue
-            present = detect_tasks(list(part.columns), dict(part.dtypes))
+            present = detect_tasks(list(part.columns), dict(part.dtypes), frame.attrs.get(TASKS_ATTR))
             for key in metrics:
                 task_name, _, metric = key.rpartition("/")
                 task = present.get(task_name)

@@ -8,8 +8,9 @@ regression ``y_t`` (float, NaN masked) + ``score_t``; segmentation ``dice_t``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ BINARY, MULTICLASS, MULTILABEL, REGRESSION, SEGMENTATION = (
     "segmentation",
 )
 CLASS_KINDS = (BINARY, MULTICLASS, MULTILABEL)
+TASKS_ATTR = "mmtune_tasks"  # predictions.parquet ``attrs`` key: {task: {kind, classes}} (mmtune.training.predictions)
 NAMES = {
     "auroc": "AUROC",
     "ap": "AP",
@@ -46,11 +48,28 @@ class TaskColumns:
     classes: list[str]  # class / label keys (multiclass, multilabel)
 
 
-def detect_tasks(columns: Sequence[str], dtypes: dict[str, object] | None = None) -> dict[str, TaskColumns]:
-    """Tasks found in a predictions frame's columns, in column order."""
+def detect_tasks(
+    columns: Sequence[str], dtypes: dict[str, object] | None = None, declared: Mapping[str, Any] | None = None
+) -> dict[str, TaskColumns]:
+    """Tasks found in a predictions frame's columns, in column order.
+
+    ``declared`` (the file's ``attrs["mmtune_tasks"]``: kind and class keys per task) settles what the column names
+    cannot: multilabel ``y_<task>_<label>`` columns look like binary or regression tasks named ``<task>_<label>``.
+    Files without it (older runs) fall back to the column names alone.
+    """
     cols = list(columns)
     present = set(cols)
     out: dict[str, TaskColumns] = {}
+    claimed: set[str] = set()
+    for name, spec in (declared or {}).items():
+        if spec.get("kind") != MULTILABEL:
+            continue
+        keys = [str(k) for k in spec.get("classes") or []]
+        labels, scores = [f"y_{name}_{k}" for k in keys], [f"score_{name}_{k}" for k in keys]
+        if keys and all(c in present for c in labels + scores):
+            out[name] = TaskColumns(name, MULTILABEL, labels, scores, keys)
+            claimed.update(labels + scores)
+    cols = [c for c in cols if c not in claimed]
     for col in cols:
         if col.startswith("dice_"):
             name = col[len("dice_") :]

@@ -9,7 +9,10 @@ Columns of ``predictions.parquet`` (one row per patient and split):
 * regression: ``y_t`` (float, NaN = no label), ``score_t`` (prediction);
 * segmentation: ``dice_t``, ``iou_t`` (NaN when the patient has no mask); reconstruction: ``mse_t``.
 
-Class / label names appear as :func:`mmtune.training.metrics.class_key` (``Type I`` -> ``type_i``).
+Class / label names appear as :func:`mmtune.training.metrics.class_key` (``Type I`` -> ``type_i``). The file's
+pandas ``attrs`` (kept in the Parquet metadata) hold ``mmtune_tasks``: each task's kind and class keys, because the
+columns alone are ambiguous (``y_findings_ground_glass`` + ``score_findings_ground_glass`` could be a regression
+task named ``findings_ground_glass``).
 """
 
 from __future__ import annotations
@@ -22,9 +25,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmtune.analysis.task_metrics import TASKS_ATTR
 from mmtune.atomic import atomic_write_bytes
 from mmtune.tasks import TaskKind, TaskSpec
 from mmtune.training.metrics import class_keys, scores_from_output, segmentation_scores
+
+
+def task_declarations(tasks: list[TaskSpec]) -> dict[str, dict[str, Any]]:
+    """``{task: {kind, classes}}`` as stored in a predictions file's ``attrs`` (see the module docstring)."""
+    return {t.name: {"kind": t.kind.value, "classes": class_keys(t) if t.classes else []} for t in tasks}
 
 
 class PredictionBuffer:
@@ -60,6 +69,7 @@ class PredictionBuffer:
         data = {k: np.concatenate([p[k] for p in self._parts]) for k in keys}
         frame = pd.DataFrame(data)
         frame.insert(2, "split", self.split)
+        frame.attrs[TASKS_ATTR] = task_declarations(self.tasks)
         return frame
 
     def clear(self) -> None:
@@ -134,7 +144,12 @@ def write_predictions(path: str | Path, frames: list[pd.DataFrame]) -> Path:
     """Concatenate split frames and write Parquet atomically."""
     import io
 
-    frame = pd.concat([f for f in frames if f is not None], ignore_index=True)
+    parts = [f for f in frames if f is not None]
+    frame = pd.concat(parts, ignore_index=True)
+    declared: dict[str, Any] = {}
+    for part in parts:
+        declared.update(part.attrs.get(TASKS_ATTR) or {})
+    frame.attrs = {TASKS_ATTR: declared} if declared else {}
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return atomic_write_bytes(path, buffer.getvalue())
