@@ -343,7 +343,8 @@ def test_a_level_whose_data_set_is_missing_fails_before_any_trial(tmp_path, desi
         args += ["--set", item]
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {missing}: data directory not found" and not (tmp_path / "results" / "findings").exists()
+    expected = f"error: {SPACES / 'findings.yaml'}: cell 'on': {missing}: data directory not found"
+    assert err == expected and not (tmp_path / "results" / "findings").exists()
 
 
 def test_per_label_mcc_is_zero_for_a_constant_predictor_and_matches_scikit_learn():
