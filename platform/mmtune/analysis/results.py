@@ -22,24 +22,13 @@ import yaml
 
 from mmtune.analysis.task_metrics import TASKS_ATTR, TaskColumns, default_metrics, detect_tasks, metric_value
 from mmtune.errors import UserError
+from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS
 
 TRIALS_FILE = "trials.parquet"
 CELLS_FILE = "cells.parquet"
 STUDY_FILE = "study.yaml"
-PREDICTIONS_FILE = "predictions.parquet"
 DROPPED = "modality_dropped"
 FINISHED = "TERMINATED"
-TRIAL_COLUMNS = (
-    "trial",
-    "status",
-    "epochs",
-    "stopped_early",
-    "best_epoch",
-    "aim_hash",
-    "trial_dir",
-    "predictions",
-    "error",
-)
 
 
 class ResultsError(UserError):

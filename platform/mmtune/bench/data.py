@@ -137,35 +137,20 @@ def run(
     repeats: int = 3,
     data: Path | None = None,
 ) -> dict[str, Any]:
-    import ray
-
+    from mmtune.bench.ray_local import bench_ray
     from mmtune.bench.synthetic import bench_prepared
     from mmtune.data.format import read_manifest
 
-    started_ray = False
-    with tempfile.TemporaryDirectory(prefix="mmtune-bench-data-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mmtune-bench-data-") as tmp, bench_ray():
         root = Path(tmp)
-        if not ray.is_initialized():
-            ray.init(
-                address="local",
-                num_cpus=max(2, os.cpu_count() or 2),
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            started_ray = True
-        try:
-            prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
-            manifest = read_manifest(prepared)
-            load_before = os.getloadavg()[0]
-            base_s, base_n = _timed(lambda: baseline_read(prepared, batch_size), repeats)
-            memory = in_memory(prepared, batch_size)
-            stream = ray_shard(prepared, batch_size, epochs, "stream", root / "ray")
-            from_arrow = ray_shard(prepared, batch_size, epochs, "memory", root / "ray")
-            load_after = os.getloadavg()[0]
-        finally:
-            if started_ray:
-                ray.shutdown()
+        prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
+        manifest = read_manifest(prepared)
+        load_before = os.getloadavg()[0]
+        base_s, base_n = _timed(lambda: baseline_read(prepared, batch_size), repeats)
+        memory = in_memory(prepared, batch_size)
+        stream = ray_shard(prepared, batch_size, epochs, "stream", root / "ray")
+        from_arrow = ray_shard(prepared, batch_size, epochs, "memory", root / "ray")
+        load_after = os.getloadavg()[0]
     baseline = base_n / base_s
     rates = {
         "in_memory_first_epoch": memory["patients"] / memory["first_epoch_s"],

@@ -206,47 +206,32 @@ def run(
     ``gpu=True`` runs all three sides on one CUDA device: the plain loop on ``cuda``, both trials with
     ``gpus_per_worker: 1`` (the Ray Train side is then a ``use_gpu`` TorchTrainer with the nccl backend).
     """
-    import ray
-
+    from mmtune.bench.ray_local import bench_ray
     from mmtune.bench.synthetic import bench_prepared
     from mmtune.data.format import read_manifest
 
-    started_ray = False
-    with tempfile.TemporaryDirectory(prefix="mmtune-bench-train-") as tmp:
+    # Ray Train's controller collects worker reports every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s) and a worker's
+    # report waits while the previous one is uncollected: epochs shorter than that would be stretched to it.
+    # Drivers set it lower too (mmtune.training.trial.RAY_ENV); it must be set before Ray starts.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(REPORT_POLL_S))
+    with tempfile.TemporaryDirectory(prefix="mmtune-bench-train-") as tmp, bench_ray():
         root = Path(tmp)
-        if not ray.is_initialized():
-            # Ray Train's controller collects worker reports every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s) and a
-            # worker's report waits while the previous one is uncollected: epochs shorter than that would be
-            # stretched to it. Drivers set it lower too (mmtune.training.trial.RAY_ENV).
-            os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(REPORT_POLL_S))
-            ray.init(
-                address="local",
-                num_cpus=max(2, os.cpu_count() or 2),
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            started_ray = True
-        try:
-            prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
-            manifest = read_manifest(prepared)
-            config = bench_run_config(
-                prepared,
-                epochs=epochs,
-                batch_size=batch_size,
-                aim_repo=str(root / "aim") if aim else None,
-                width=width,
-                accelerator="gpu" if gpu else "cpu",
-            )
-            gpus = {"gpus_per_worker": 1} if gpu else {}
-            load_before = os.getloadavg()[0]
-            plain = plain_loop(config, epochs, device="cuda" if gpu else "cpu")
-            inline = tune_trial(config, root / "tune", mode="inline", resources=_resources("inline", gpus))
-            ray_train = tune_trial(config, root / "tune", mode="ray_train", resources=_resources("ray_train", gpus))
-            load_after = os.getloadavg()[0]
-        finally:
-            if started_ray:
-                ray.shutdown()
+        prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
+        manifest = read_manifest(prepared)
+        config = bench_run_config(
+            prepared,
+            epochs=epochs,
+            batch_size=batch_size,
+            aim_repo=str(root / "aim") if aim else None,
+            width=width,
+            accelerator="gpu" if gpu else "cpu",
+        )
+        gpus = {"gpus_per_worker": 1} if gpu else {}
+        load_before = os.getloadavg()[0]
+        plain = plain_loop(config, epochs, device="cuda" if gpu else "cpu")
+        inline = tune_trial(config, root / "tune", mode="inline", resources=_resources("inline", gpus))
+        ray_train = tune_trial(config, root / "tune", mode="ray_train", resources=_resources("ray_train", gpus))
+        load_after = os.getloadavg()[0]
     plain_wall, plain_cpu = _median([w for w, _ in plain]), _median([c for _, c in plain])
     summary: dict[str, Any] = {
         "benchmark": "train",

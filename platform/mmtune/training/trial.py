@@ -183,14 +183,19 @@ def run_inline(setup: TrialSetup) -> None:
         devices=1,
         accelerator="gpu" if setup.use_gpu else cfg.trainer.accelerator,
     )
-    trainer = pl.Trainer(**kwargs)
+    fit_then_clean_up(pl.Trainer(**kwargs), module, train, val, ckpt_path, logger)
+
+
+def fit_then_clean_up(trainer: Any, module: Any, train: Any, val: Any, ckpt_path: str | None, logger: Any) -> None:
+    """Fit (resuming from ``ckpt_path``), then close the Aim logger and drop the local copy of the restored
+    checkpoint, however the fit ends (ASHA abandons a stopped trial's thread; a fault kills it)."""
     try:
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=ckpt_path)
     finally:
         if logger is not None:
             logger.close()
         if ckpt_path:
-            shutil.rmtree(Path(ckpt_path).parent, ignore_errors=True)  # the local copy of the restored checkpoint
+            shutil.rmtree(Path(ckpt_path).parent, ignore_errors=True)
 
 
 def _early_stopping(cfg: RunConfig) -> list[Any]:
@@ -325,10 +330,4 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         trainer = prepare_trainer(pl.Trainer(**kwargs))
     else:  # one worker: no DDP wrapper, gradient all-reduce or buffer broadcast to pay for
         trainer = pl.Trainer(devices=1, **kwargs)
-    try:
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=ckpt_path)
-    finally:
-        if logger is not None:
-            logger.close()
-        if ckpt_path:
-            shutil.rmtree(Path(ckpt_path).parent, ignore_errors=True)  # the local copy of the restored checkpoint
+    fit_then_clean_up(trainer, module, train, val, ckpt_path, logger)

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.config.loading import get_dotted
+from mmtune.results_files import PREDICTIONS_FILE
 from mmtune.tuning.space import RUN_KEY, TRIAL_META_KEY
 
 STATE_FILE = "curve_state.json"
-PREDICTIONS_FILE = "predictions.parquet"
 
 
 def curve_params(searched: Mapping[str, Any]) -> tuple[float, float]:

@@ -26,20 +26,9 @@ import yaml
 from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from mmtune.config.loading import get_dotted
 from mmtune.console import console
+from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS
 from mmtune.tuning.space import RUN_KEY, SearchSpace, strip_inactive
 
-TRIAL_COLUMNS = (
-    "trial",
-    "status",
-    "epochs",
-    "stopped_early",
-    "best_epoch",
-    "aim_hash",
-    "trial_dir",
-    "predictions",
-    "error",
-)
-PREDICTIONS_FILE = "predictions.parquet"
 FINISHED = ("TERMINATED", "ERROR")
 
 
