@@ -236,3 +236,14 @@ def test_set_overrides_retarget_a_shipped_study(tmp_path):
     assert design.trials[1].config["model"]["fusion"]["name"] == "gated"
     assert design.trials[0].config["data"]["path"] == str(tmp_path)
     assert design.trials[0].config["data"]["card"].endswith("datasets/synthetic.yaml")  # found beside the study
+
+
+def test_a_remote_aim_server_stays_a_url_in_every_cell(tmp_path):
+    """Ablations on a cluster log to ``aim://head:53800``: it must not be turned into a local path like the data
+    paths are."""
+    study = load_study(
+        study_yaml(tmp_path / "s.yaml", tmp_path / "data", folds=3, seeds=(0,)),
+        ["base.tracking.aim_repo=aim://10.0.0.5:53800"],
+    )
+    assert study.base["tracking"]["aim_repo"] == "aim://10.0.0.5:53800"
+    assert Path(study.base["data"]["path"]).is_absolute()

@@ -39,6 +39,7 @@ from mmtune.tuning.cells import (
     split_sizes,
     trial_config,
 )
+from mmtune.tuning.space import absolute_path, absolute_paths
 
 STUDY_FILE = "study.yaml"
 CELLS_FILE = "cells.parquet"
@@ -77,7 +78,7 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     base = _merge_data(copy.deepcopy(config.base), config)
     _find_card(base, path)
     run = validate(RunConfig, base, f"{path}: base")
-    base = _absolute_paths(run.model_dump(mode="json"))
+    base = absolute_paths(run.model_dump(mode="json"))
     name = config.name or path.stem
     space_config = SearchSpaceConfig(
         name=name,
@@ -133,26 +134,6 @@ def _find_card(base: dict[str, Any], study_path: Path) -> None:
             return
 
 
-def _absolute(value: Any) -> Any:
-    return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else value
-
-
-def _absolute_paths(base: dict[str, Any]) -> dict[str, Any]:
-    """Trials run elsewhere (other working directory, other nodes): every path they read must be absolute."""
-    data = base["data"]
-    if isinstance(data.get("path"), list):
-        for source in data["path"]:
-            source["path"] = _absolute(source["path"])
-    else:
-        data["path"] = _absolute(data.get("path"))
-    data["card"] = _absolute(data.get("card"))
-    data["source"] = _absolute(data.get("source"))
-    base["tracking"]["aim_repo"] = _absolute(base["tracking"].get("aim_repo"))
-    base["model"]["backbone"]["pretrained"] = _absolute(base["model"]["backbone"].get("pretrained"))
-    base["output_dir"] = _absolute(base.get("output_dir"))
-    return base
-
-
 def _absolute_level_paths(config: StudyConfig) -> None:
     """Factor levels that switch the data (``data.path``: one dir or a list of sources, as multi-dataset cells do)
     name paths relative to the CWD; trials run in other directories, so they become absolute like the base's."""
@@ -164,10 +145,11 @@ def _absolute_level_paths(config: StudyConfig) -> None:
             value = overrides["data.path"]
             if isinstance(value, list):
                 overrides["data.path"] = [
-                    {**s, "path": _absolute(s.get("path"))} if isinstance(s, dict) else _absolute(s) for s in value
+                    {**s, "path": absolute_path(s.get("path"))} if isinstance(s, dict) else absolute_path(s)
+                    for s in value
                 ]
             else:
-                overrides["data.path"] = _absolute(value)
+                overrides["data.path"] = absolute_path(value)
 
 
 def _check_cells_pydantic(study: Study) -> None:

@@ -83,7 +83,7 @@ def load_search_space(
     if cfg.scheduler.max_t is not None:
         set_dotted(base, "trainer.max_epochs", cfg.scheduler.max_t)
     run = validate(RunConfig, base, f"{path}: base", ())
-    base = _absolute_paths(run.model_dump(mode="json"))
+    base = absolute_paths(run.model_dump(mode="json"))
     space = SearchSpace(
         path=path,
         config=cfg,
@@ -155,26 +155,26 @@ def _merge_data(base: dict[str, Any], cfg: SearchSpaceConfig) -> dict[str, Any]:
     return base
 
 
-def _absolute(value: Any) -> Any:
+def absolute_path(value: Any) -> Any:
     """Absolute local paths; URLs (``aim://head:53800`` for a remote Aim server) stay as they are."""
     if not isinstance(value, str) or not value or "://" in value:
         return value
     return str(Path(value).expanduser().resolve())
 
 
-def _absolute_paths(base: dict[str, Any]) -> dict[str, Any]:
+def absolute_paths(base: dict[str, Any]) -> dict[str, Any]:
     """Trials run with another working directory (and on other nodes): every path they read must be absolute."""
     data = base["data"]
     if isinstance(data.get("path"), list):
         for source in data["path"]:
-            source["path"] = _absolute(source["path"])
+            source["path"] = absolute_path(source["path"])
     else:
-        data["path"] = _absolute(data.get("path"))
-    data["card"] = _absolute(data.get("card"))
-    data["source"] = _absolute(data.get("source"))
-    base["tracking"]["aim_repo"] = _absolute(base["tracking"].get("aim_repo"))
-    base["model"]["backbone"]["pretrained"] = _absolute(base["model"]["backbone"].get("pretrained"))
-    base["output_dir"] = _absolute(base.get("output_dir"))
+        data["path"] = absolute_path(data.get("path"))
+    data["card"] = absolute_path(data.get("card"))
+    data["source"] = absolute_path(data.get("source"))
+    base["tracking"]["aim_repo"] = absolute_path(base["tracking"].get("aim_repo"))
+    base["model"]["backbone"]["pretrained"] = absolute_path(base["model"]["backbone"].get("pretrained"))
+    base["output_dir"] = absolute_path(base.get("output_dir"))
     return base
 
 
