@@ -54,16 +54,10 @@ def _card_columns(loaded: LoadedCard) -> dict[str, str]:
             out[task.column] = f"tasks[{i}].column"
         for j, column in enumerate(task.columns or []):
             out[column] = f"tasks[{i}].columns[{j}]"
-    if card.group:
-        out[card.group] = "group"
-    if card.split.column:
-        out[card.split.column] = "split.column"
-    if card.split.group_column:
-        out[card.split.group_column] = "split.group_column"
-    if card.source.layout == "manifest":
-        out[card.source.image_column] = "source.image_column"
-        if card.source.mask_column:
-            out[card.source.mask_column] = "source.mask_column"
+    # plus the card's structural columns; the id column (checked on its own) and file-path templates excepted
+    out.update(
+        {c: key for c, key in card.structural_columns.items() if key not in ("patient_id", "source.options template")}
+    )
     return out
 
 

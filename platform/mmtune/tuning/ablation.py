@@ -39,7 +39,7 @@ from mmtune.tuning.cells import (
     split_sizes,
     trial_config,
 )
-from mmtune.tuning.space import absolute_path, absolute_paths
+from mmtune.tuning.space import absolute_path, absolute_paths, merge_data
 
 STUDY_FILE = "study.yaml"
 CELLS_FILE = "cells.parquet"
@@ -75,7 +75,7 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     items = list(overrides) if isinstance(overrides, list) else dict(overrides or {})
     config, raw = load_study_file(path, items)
     _absolute_level_paths(config)
-    base = _merge_data(copy.deepcopy(config.base), config)
+    base = merge_data(copy.deepcopy(config.base), config)
     _find_card(base, path)
     run = validate(RunConfig, base, f"{path}: base")
     base = absolute_paths(run.model_dump(mode="json"))
@@ -106,10 +106,6 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     _check_cells_pydantic(study)
     return study
 
-
-def _merge_data(base: dict[str, Any], config: StudyConfig) -> dict[str, Any]:
-    if config.data is None:
-        return base
     data = base.get("data") if isinstance(base.get("data"), dict) else None
     if data is None:
         data = {}

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +33,9 @@ from mmtune.config.loading import (
 from mmtune.config.run import RunConfig
 from mmtune.config.search import SearchSpaceConfig, SpaceEntry
 from mmtune.errors import ConfigError, UnknownComponentError, UserError
+
+if TYPE_CHECKING:
+    from mmtune.config.study import StudyConfig
 
 # Value a conditional key gets in Tune's config when its condition does not hold; stripped before the trial runs.
 INACTIVE = "__mmtune_inactive__"
@@ -79,7 +82,7 @@ def load_search_space(
     if name is not None:
         raw["name"] = name
     cfg = validate(SearchSpaceConfig, raw, str(path))
-    base = _merge_data(copy.deepcopy(cfg.base), cfg)
+    base = merge_data(copy.deepcopy(cfg.base), cfg)
     if cfg.scheduler.max_t is not None:
         set_dotted(base, "trainer.max_epochs", cfg.scheduler.max_t)
     run = validate(RunConfig, base, f"{path}: base", ())
@@ -141,7 +144,8 @@ def _apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
     space[rest] = value
 
 
-def _merge_data(base: dict[str, Any], cfg: SearchSpaceConfig) -> dict[str, Any]:
+def merge_data(base: dict[str, Any], cfg: SearchSpaceConfig | StudyConfig) -> dict[str, Any]:
+    """The file's top-level ``data:`` (path / card / source) over the base run config's ``data``."""
     if cfg.data is None:
         return base
     data = base.get("data")
