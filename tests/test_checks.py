@@ -4,12 +4,12 @@ allowed, before anything is built or trained."""
 from __future__ import annotations
 
 import pytest
-from mmtune.config.checks import check_run_config
 from mmtune.config.loading import validate
 from mmtune.config.run import RunConfig
 from mmtune.data.format import ArraySpec, ClinicalInfo, ImageInfo, Manifest, SplitInfo
 from mmtune.errors import ConfigError, UnknownComponentError
 from mmtune.tasks import TaskKind, TaskSpec
+from mmtune.validation import check_run_config
 
 TASKS = [
     TaskSpec(name="covid", kind=TaskKind.BINARY, classes=["negative", "positive"]),
@@ -220,7 +220,7 @@ def test_checks_build_nothing_heavy() -> None:
 
     code = (
         "import sys\n"
-        "from mmtune.config.checks import check_run_config\n"
+        "from mmtune.validation import check_run_config\n"
         "from mmtune.config.run import RunConfig\n"
         "cfg = RunConfig.model_validate({'data': {'path': 'x'}, 'tasks': ['covid'],"
         " 'model': {'backbone': {'name': 'densenet121'}, 'fusion': {'name': 'cross_attention'}}})\n"

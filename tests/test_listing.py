@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mmtune.cli.listing import CATEGORIES, _rows
-from mmtune.models.registries import load_registries
+from mmtune.components import load_registries
 from mmtune.tasks import TaskKind
 
 MMTUNE = str(Path(sys.executable).with_name("mmtune"))

@@ -65,8 +65,8 @@ def test_every_shipped_dataset_card_validates():
 
 
 def test_every_shipped_run_config_passes_the_component_checks():
-    from mmtune.config.checks import check_run_config
     from mmtune.config.run import load_run_config
+    from mmtune.validation import check_run_config
 
     for path in _shipped("configs"):
         check_run_config(load_run_config(path), None, quiet=True)

@@ -162,7 +162,7 @@ def test_invalid_values_and_all_invalid_spaces_are_refused(tmp_path):
 
 
 def test_unknown_component_name_is_an_error_naming_key_and_value(tmp_path, prepared_synthetic):
-    pytest.importorskip("mmtune.config.checks")
+    pytest.importorskip("mmtune.validation")
     from mmtune.data.format import read_manifest
 
     space_entries = {**SPACE, "model.fusion.name": {"choice": ["concat", "no_such_fusion"]}}

@@ -1,12 +1,21 @@
-"""Tiny name -> factory registries (timm style) so every component is chosen by name from YAML."""
+"""Tiny name -> factory registries (timm style) so every component is chosen by name from YAML.
+
+Convention for every factory: context arguments supplied by mmtune (input channels, feature widths, task names)
+are positional; everything a user may set under ``params:`` is keyword-only with a type hint and a default. That
+lets :func:`validate_params` check ``params`` from the signature alone, without building anything.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from mmtune.errors import UnknownComponentError
+from pydantic import ConfigDict, ValidationError, create_model
+
+from mmtune.errors import ConfigError, UnknownComponentError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,3 +81,37 @@ class Registry(Generic[F]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _signature_target(factory: Callable[..., Any]) -> Callable[..., Any]:
+    return factory.__init__ if inspect.isclass(factory) else factory
+
+
+def user_params(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of a factory: what a user may set under ``params:``."""
+    signature = inspect.signature(_signature_target(factory))
+    return {name: p for name, p in signature.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def validate_params(entry: Entry, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check ``params`` against the keyword-only signature of ``entry``'s factory; return them coerced.
+
+    Unknown keys and wrong types are a one-line ``ConfigError`` naming ``<where>.<key>`` and what is allowed.
+    """
+    allowed = user_params(entry.factory)
+    for key in params:
+        if key not in allowed:
+            known = ", ".join(allowed) or "(none)"
+            raise ConfigError(f"unknown parameter {key!r} at {where}.{key}; {entry.name!r} accepts: {known}")
+    hints = typing.get_type_hints(_signature_target(entry.factory))
+    fields = {name: (hints.get(name, Any), p.default) for name, p in allowed.items() if name in params}
+    checker = create_model(  # type: ignore[call-overload]
+        f"{entry.name}_params", __config__=ConfigDict(arbitrary_types_allowed=True, extra="forbid"), **fields
+    )
+    try:
+        checked = checker.model_validate(dict(params))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}.{key}: {first['msg']} (got {first.get('input')!r})") from None
+    return {name: getattr(checked, name) for name in params}

@@ -28,7 +28,7 @@ def _tags(tags: dict[str, Any]) -> str:
 
 
 def _params(factory: Any) -> str:
-    from mmtune.models.registries import user_params
+    from mmtune.registry import user_params
 
     return ", ".join(
         f"{name}={p.default!r}" if p.default is not p.empty else name for name, p in user_params(factory).items()
@@ -37,8 +37,8 @@ def _params(factory: Any) -> str:
 
 def _rows(category: str) -> list[tuple[str, str, str, str]]:
     """(name, tags, params, description) rows of one category."""
+    from mmtune.components import load_registries
     from mmtune.losses.tasks import DEFAULT_LOSS, allowed_losses
-    from mmtune.models.registries import load_registries
     from mmtune.tasks import TaskKind
 
     registries = load_registries()

@@ -2,7 +2,7 @@
 
 Sections are small models so search spaces and ablations address them with dotted keys
 (``model.fusion.name``, ``weighting.name``, ``optim.lr``). Component names are checked against the registries
-later, by ``mmtune.config.checks``, so this module imports nothing heavy.
+later, by ``mmtune.validation``, so this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class DataConfig(StrictModel):
 
 
 class TaskConfig(StrictModel):
-    """A task to learn (must exist in the prepared data) and its loss options (checked by ``config.checks``)."""
+    """A task to learn (must exist in the prepared data) and its loss options (checked by ``mmtune.validation``)."""
 
     name: str
     loss: str | None = Field(

@@ -8,68 +8,13 @@ reported in the manifest rather than raised.
 from __future__ import annotations
 
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from mmtune.config.card import DatasetCard
-from mmtune.data.images import file_kind
+from mmtune.data.discovery import Discovery, group_files, natural_key
 from mmtune.errors import DataError
-
-
-def natural_key(text: str) -> tuple:
-    """Sort ``Patient 2`` before ``Patient 10`` and ``9.jpg`` before ``10.jpg``."""
-    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
-
-
-@dataclass
-class PatientImages:
-    """The image files of one patient: ``kind`` is ``slice`` (2D files), ``dicom`` (a series) or ``volume``."""
-
-    patient_id: str
-    kind: str
-    files: list[str]  # paths relative to the source root; slices in natural name order
-    mask: str | None = None
-
-    def to_job(self) -> dict[str, object]:
-        return {"patient_id": self.patient_id, "kind": self.kind, "files": self.files, "mask": self.mask}
-
-
-@dataclass
-class Discovery:
-    """What the raw folder holds: patients with images, plus skipped files and notes (path/id -> reason)."""
-
-    patients: dict[str, PatientImages] = field(default_factory=dict)
-    no_images: dict[str, str] = field(default_factory=dict)  # patient id -> reason (folder exists, nothing usable)
-    skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
-
-
-def _group_files(pid: str, files: list[str], discovery: Discovery) -> PatientImages | None:
-    """Choose the image kind of a patient's files; files of other kinds are skipped with a reason."""
-    kinds: dict[str, list[str]] = {}
-    for rel in files:
-        kind = file_kind(rel)
-        if kind is None:
-            discovery.skipped[rel] = "not an image file (unknown extension)"
-            continue
-        kinds.setdefault(kind, []).append(rel)
-    if not kinds:
-        return None
-    counts = Counter({k: len(v) for k, v in kinds.items()})
-    # DICOM wins over slices (the series carries HU), a volume over both when present.
-    chosen = "volume" if "volume" in kinds else max(counts, key=lambda k: (k == "dicom", counts[k]))
-    for kind, paths in kinds.items():
-        if kind != chosen:
-            for rel in paths:
-                discovery.skipped[rel] = f"{kind} file beside the patient's {chosen} images; not used"
-    chosen_files = sorted(kinds[chosen], key=natural_key)
-    if chosen == "volume" and len(chosen_files) > 1:
-        for rel in chosen_files[1:]:
-            discovery.skipped[rel] = "second volume file of the patient; only the first is used"
-        chosen_files = chosen_files[:1]
-    return PatientImages(pid, chosen, chosen_files)
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -102,7 +47,7 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
             mask = masks[0].relative_to(root).as_posix() if masks else None
             files = [p for p in files if p not in masks]
         rel = [p.relative_to(root).as_posix() for p in files]
-        images = _group_files(pid, rel, discovery)
+        images = group_files(pid, rel, discovery)
         if images is None:
             discovery.no_images[pid] = (
                 f"patient folder {folder.name!r} has no image files matching {source.image_glob!r}"
@@ -130,7 +75,7 @@ def discover_manifest(root: Path, table: pd.DataFrame, card: DatasetCard, table_
                 files.append(path.relative_to(root).as_posix())
             else:
                 discovery.skipped[_rel(root, path)] = f"image file of patient {pid!r} not found"
-        images = _group_files(pid, files, discovery) if files else None
+        images = group_files(pid, files, discovery) if files else None
         if images is None:
             discovery.no_images[pid] = f"no readable image path in column {source.image_column!r}"
             continue

@@ -14,7 +14,8 @@ import numpy as np
 
 from mmtune.config.card import DatasetCard, LoadedCard
 from mmtune.data.clinical import build_clinical, require_columns
-from mmtune.data.ingest import discover, natural_key
+from mmtune.data.discovery import natural_key
+from mmtune.data.ingest import discover
 from mmtune.data.labels import map_labels
 from mmtune.data.splits import assign_splits
 from mmtune.errors import DataError

@@ -28,7 +28,7 @@ from mmtune.config.card import DatasetCard, load_card_with_source
 from mmtune.data import format as fmt
 from mmtune.data.clinical import Standardiser
 from mmtune.data.decode import IMAGE_DTYPE, MASK_DTYPE, decode_batch
-from mmtune.data.ingest import natural_key
+from mmtune.data.discovery import natural_key
 from mmtune.data.plan import Plan, make_plan
 from mmtune.data.shards import fixed_list, label_array, prepared_schema, shard_size, write_shard
 from mmtune.data.splits import check_no_leakage

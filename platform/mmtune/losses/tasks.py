@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtune.config.run import TaskConfig
-from mmtune.models.registries import TASK_LOSSES
+from mmtune.losses.registries import TASK_LOSSES
 from mmtune.tasks import TaskKind, TaskSpec, label_column
 
 DEFAULT_LOSS = {

@@ -1,6 +1,6 @@
 """Model zoo: registries, backbones (timm 2D, MONAI 3D), clinical encoder, fusions, heads and ``build_model``.
 
-Attributes load lazily (PEP 562) so ``mmtune.models.registries`` (used by the config checks, the weightings and
+Attributes load lazily (PEP 562) so ``mmtune.models.registries`` (used by ``mmtune.validation`` and
 ``mmtune list``) does not drag in MONAI or timm; the registries are filled on first access.
 """
 

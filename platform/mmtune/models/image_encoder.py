@@ -18,7 +18,8 @@ from mmtune.errors import ConfigError
 from mmtune.models.features import FeatureEncoder, ImageFeatures
 from mmtune.models.mil import GatedAttentionPool
 from mmtune.models.pretrained import LoadReport, load_pretrained
-from mmtune.models.registries import BACKBONES, validate_params
+from mmtune.models.registries import BACKBONES
+from mmtune.registry import validate_params
 
 LAYOUT_DIMS = {"stack2d": 2, "volume3d": 3}
 

@@ -21,7 +21,8 @@ from mmtune.models.features import ClinicalFeatures, ImageFeatures
 from mmtune.models.fusion import Fusion, FusionDims, NoFusion
 from mmtune.models.heads import DenseLayout
 from mmtune.models.image_encoder import ImageEncoder, build_image_encoder
-from mmtune.models.registries import CLINICAL_ENCODERS, FUSIONS, HEADS, validate_params
+from mmtune.models.registries import CLINICAL_ENCODERS, FUSIONS, HEADS
+from mmtune.registry import validate_params
 from mmtune.tasks import DENSE_KINDS, TaskKind, TaskSpec
 
 Modality = Literal["clinical", "image"]

@@ -78,9 +78,9 @@ def resolved_config(cfg: RunConfig) -> RunConfig:
 
 def check_before_training(cfg: RunConfig) -> DataInfo:
     """Every check that can fail on the user's input, before any training: config, data, monitor key."""
-    from mmtune.config.checks import check_run_config
     from mmtune.data.multisource import resolve_data
     from mmtune.training.metrics import metric_keys
+    from mmtune.validation import check_run_config
 
     info = resolve_data(cfg.data, cfg.task_names)
     check_run_config(cfg, [s.manifest for s in info.sources])

@@ -328,12 +328,12 @@ CheckFn = Callable[[RunConfig], None]
 
 
 def component_checker(manifest: Any = None) -> CheckFn:
-    """``mmtune.config.checks.check_run_config`` bound to the data's manifest when one is available.
+    """``mmtune.validation.check_run_config`` bound to the data's manifest when one is available.
 
     Falls back to pydantic validation alone while the registries are not installed (an older checkout).
     """
     try:
-        from mmtune.config.checks import check_run_config
+        from mmtune.validation import check_run_config
     except ImportError:  # pragma: no cover - depends on the model zoo being present
         return lambda run: None
     import inspect

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mmtune.config.card import DatasetCard
 from mmtune.data.clinical import read_table
-from mmtune.data.ingest import Discovery, _group_files, natural_key
+from mmtune.data.discovery import Discovery, group_files, natural_key
 from mmtune.data.layouts.options import (
     ID_FIELD,
     TEMPLATE_LAYOUTS,
@@ -200,7 +200,7 @@ def discover_template(root: Path, table: pd.DataFrame, card: DatasetCard, table_
             jobs.append((pid, record, _resolve(root, pattern) if pattern else []))
     for pid, fields, matches in jobs:
         files = _image_files(root, matches)
-        images = _group_files(pid, files, discovery) if files else None
+        images = group_files(pid, files, discovery) if files else None
         if images is None:
             filled = _fill(options.images, fields) or options.images
             discovery.no_images[pid] = f"no image file matches {filled!r} (source.options.images)"

@@ -13,9 +13,10 @@ from torch import nn
 
 from mmtune.config.run import TaskConfig, WeightingConfig
 from mmtune.errors import ConfigError
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting import cagrad, dwa, equal, famo, gradnorm, nash_mtl, pcgrad, static, uncertainty  # noqa: F401
 from mmtune.losses.weighting.base import GradientWeighting, StepInfo, Weighting, WeightingContext
-from mmtune.models.registries import WEIGHTINGS, validate_params
+from mmtune.registry import validate_params
 from mmtune.tasks import TaskKind, TaskSpec
 
 __all__ = ["WEIGHTINGS", "GradientWeighting", "StepInfo", "Weighting", "WeightingContext", "build_weighting"]

@@ -9,8 +9,8 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
-from mmtune.models.registries import WEIGHTINGS
 
 
 @WEIGHTINGS.register("cagrad", family="gradient")

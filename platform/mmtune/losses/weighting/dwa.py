@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import StepInfo, Weighting, WeightingContext, sync_sum
-from mmtune.models.registries import WEIGHTINGS
 
 
 @WEIGHTINGS.register("dwa", family="loss")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import Weighting
-from mmtune.models.registries import WEIGHTINGS
 
 
 @WEIGHTINGS.register("equal", family="loss")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
-from mmtune.models.registries import WEIGHTINGS
 
 
 @WEIGHTINGS.register("gradnorm", family="gradient")

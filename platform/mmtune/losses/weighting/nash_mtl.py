@@ -9,8 +9,8 @@ import torch
 from scipy.optimize import least_squares
 from torch import Tensor, nn
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
-from mmtune.models.registries import WEIGHTINGS
 
 
 @WEIGHTINGS.register("nash_mtl", family="gradient")

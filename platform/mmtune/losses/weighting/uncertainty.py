@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from mmtune.losses.registries import WEIGHTINGS
 from mmtune.losses.weighting.base import StepInfo, Weighting, WeightingContext
-from mmtune.models.registries import WEIGHTINGS
 from mmtune.tasks import TaskKind
 
 # Kendall et al.: regression  L/(2 sigma^2) + log sigma ; classification  L/sigma^2 + log sigma.

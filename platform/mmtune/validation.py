@@ -1,5 +1,8 @@
 """Whole-config checks that need the registries and the prepared data's manifest, run before any training.
 
+It sits above ``config``, ``data``, ``models`` and ``losses`` (it reads all of them), so ``config`` stays free of
+components.
+
 Pydantic already checked types and key names; this module checks what it cannot: every component name against
 its registry, ``params`` against the factory signatures, and combinations that cannot work with the data
 (a fusion needing clinical features on image-only data, segmentation without masks, a 3D backbone on slice
@@ -30,18 +33,13 @@ def check_run_config(
     ``manifest``: the prepared data set's manifest, or one per data source of a multi-dataset run; without it only
     the data-independent checks run.
     """
+    from mmtune.components import load_registries
+    from mmtune.losses.registries import TASK_LOSSES, WEIGHTINGS
     from mmtune.losses.tasks import allowed_losses
     from mmtune.models.image_encoder import check_backbone_layout
     from mmtune.models.multitask import check_model_combination
-    from mmtune.models.registries import (
-        BACKBONES,
-        CLINICAL_ENCODERS,
-        FUSIONS,
-        TASK_LOSSES,
-        WEIGHTINGS,
-        load_registries,
-        validate_params,
-    )
+    from mmtune.models.registries import BACKBONES, CLINICAL_ENCODERS, FUSIONS
+    from mmtune.registry import validate_params
 
     load_registries()
     warnings: list[str] = []
