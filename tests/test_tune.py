@@ -6,6 +6,7 @@ test runs the real ``mmtune.training.trial.run_trial`` end to end.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -138,7 +139,10 @@ def test_unreachable_address_exits_2_quickly(tmp_path, prepared_synthetic):
 
 @pytest.mark.slow
 def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
-    """``run_trial`` (Lightning inline) under the driver: metrics, Aim hashes and predictions per trial."""
+    """``run_trial`` (Lightning inline) under the driver: metrics, Aim hashes and predictions per trial.
+
+    ASHA with ``grace_period == max_t`` stops every trial at its last report (``max_t``): the final best-weights
+    evaluation on val and test must already have run by then."""
     path = write_space(
         tmp_path,
         prepared_synthetic,
@@ -147,7 +151,7 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
             "model.fusion.name": {"grid": ["concat", "late"]},
             "optim.lr": {"loguniform": [1.0e-3, 3.0e-3]},
         },
-        scheduler={"name": "fifo", "max_t": 2},
+        scheduler={"name": "asha", "max_t": 2, "grace_period": 2},
         num_samples=1,
     )
     with pytest.raises(SystemExit) as done:  # the CLI, so its closing report is written too
@@ -174,6 +178,12 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
     for _, row in frame.iterrows():
         ids = set(pq.read_table(row["predictions"])["patient_id"].to_pylist())
         assert ids and ids <= prepared_ids
+        summary = json.loads((Path(row["trial_dir"]) / "metrics.json").read_text())
+        assert summary["complete"] is True and summary["epochs"] == 2  # evaluated although Tune stopped it at max_t
+        assert 0 <= summary["metrics"]["test/covid/auroc"] <= 1
+        predictions = pd.read_parquet(row["predictions"])
+        assert set(predictions["split"]) == {"val", "test"}
+        assert set(predictions["modality_dropped"].dropna()) == {"clinical"}  # concat / late read both modalities
     assert load_run_config(root / "best_config.yaml").model.fusion.name in {"concat", "late"}
     report = (root / "report" / "report.md").read_text(encoding="utf-8")
     assert all(trial in report for trial in frame["trial"])  # the report ends the search and covers every trial

@@ -3,8 +3,11 @@ the trial's artefacts in its directory current *before* reporting.
 
 ASHA may stop a trial right after any report (its thread is then abandoned), so whenever an epoch is the best so
 far its validation predictions, ``metrics.json`` and ``best.ckpt`` are written before the report. Evaluating the
-best weights on the test set (and without clinical features) costs extra passes, so it happens once, when the
-trial runs to its end (``complete: true`` in ``metrics.json``); a trial stopped early keeps its best val artefacts.
+best weights on the test set (and without each modality) costs extra passes, so it happens once, in the trial's
+last epoch (``trainer.max_epochs``, which the driver sets to the scheduler's ``max_t``, or an early-stopping
+epoch) and *before* that epoch's report: Tune stops a trial that reaches ``max_t`` at that report, so code after
+it (Lightning's ``on_fit_end``) may never run (DESIGN.md). ``metrics.json`` then says ``complete: true``; a trial
+the scheduler stopped early keeps its best val artefacts (``complete: false``).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class TrialReporter(Checkpoint):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.best_metrics: dict[str, float] = {}
+        self.finalised = False
 
     # ---- state restored with a Lightning checkpoint (resume keeps the best so far) ------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -116,14 +120,33 @@ class TrialReporter(Checkpoint):
         report.update(timing)
         report.update(epoch=epoch, best_epoch=self.best_epoch or epoch, aim_hash=aim_hash or "")
         report[f"best/{self.monitor}"] = self.best if self.best is not None else float("nan")
-        self._report_with_checkpoint(trainer, report, aim_hash, keep_as_best=improved)
+        last = self._is_last_epoch(trainer, epoch)
+        self._report_with_checkpoint(
+            trainer,
+            report,
+            aim_hash,
+            keep_as_best=improved,
+            before_report=(lambda: self.final_evaluation(trainer, pl_module, epoch)) if last else None,
+        )
         self._last_end = (time.perf_counter(), time.process_time())
         if self.fault and trainer.is_global_zero:
             maybe_fault(self.fault, epoch)
 
+    @staticmethod
+    def _is_last_epoch(trainer: pl.Trainer, epoch: int) -> bool:
+        """The trial's final epoch: its budget (``max_epochs`` = the scheduler's ``max_t``) or early stopping."""
+        max_epochs = trainer.max_epochs
+        return bool(trainer.should_stop) or (max_epochs is not None and max_epochs > 0 and epoch >= max_epochs)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        """The trial ran to its end (not stopped by the scheduler): evaluate the best epoch's weights on val and
-        test, with and without clinical features, and write the final predictions and metrics."""
+        """Fallback for a fit that ended without a last-epoch report (e.g. ``max_steps``): evaluate then."""
+        if not self.finalised:
+            self.final_evaluation(trainer, pl_module, trainer.current_epoch)
+
+    def final_evaluation(self, trainer: pl.Trainer, pl_module: Any, epochs: int) -> None:
+        """Evaluate the best epoch's weights on val and test, with and without each modality, and write the final
+        predictions and ``metrics.json`` (``complete: true``). Rank 0 only; the module keeps the best weights."""
+        self.finalised = True
         best = self.trial_dir / BEST_CHECKPOINT_NAME
         if not trainer.is_global_zero or not best.is_file():
             return
@@ -143,7 +166,7 @@ class TrialReporter(Checkpoint):
         metrics.update(robust)
         write_predictions(self.trial_dir / PREDICTIONS_NAME, frames + robust_frames)
         self.best_metrics = metrics
-        self._write_metrics(trainer.current_epoch, self.aim_hash(), final=True)
+        self._write_metrics(epochs, self.aim_hash(), final=True)
 
     def _write_metrics(self, epochs: int, aim_hash: str | None, final: bool = False) -> None:
         write_metrics_json(
@@ -157,7 +180,12 @@ class TrialReporter(Checkpoint):
         )
 
     def _report_with_checkpoint(
-        self, trainer: pl.Trainer, metrics: dict[str, Any], aim_hash: str | None, keep_as_best: bool
+        self,
+        trainer: pl.Trainer,
+        metrics: dict[str, Any],
+        aim_hash: str | None,
+        keep_as_best: bool,
+        before_report: Callable[[], None] | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="mmtune-ckpt-"))
         try:
@@ -169,6 +197,8 @@ class TrialReporter(Checkpoint):
                     _atomic_copy(tmp / CHECKPOINT_NAME, self.trial_dir / BEST_CHECKPOINT_NAME)
                 if self.checkpoint_factory is not None:
                     checkpoint = self.checkpoint_factory(str(tmp))
+            if before_report is not None:  # after best.ckpt is current, before Tune may stop the trial
+                before_report()
             self.report(metrics, checkpoint)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
