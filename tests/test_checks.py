@@ -56,7 +56,10 @@ def test_a_valid_config_passes_without_warnings() -> None:
         ),
         ({"model": {"backbone": {"name": "vit"}}}, r"^unknown backbone 'vit' at model\.backbone\.name; known: "),
         ({"model": {"clinical_encoder": {"name": "xgb"}}}, r"at model\.clinical_encoder\.name; known: mlp$"),
-        ({"weighting": {"name": "mgda"}}, r"^unknown weighting 'mgda' at weighting\.name; known: cagrad, dwa"),
+        (
+            {"weighting": {"name": "mgdaa"}},
+            r"^unknown weighting 'mgdaa' at weighting\.name; did you mean 'mgda'\? known: aligned_mtl, cagrad",
+        ),
         (
             {"tasks": [{"name": "covid", "loss": "focal"}]},
             r"^unknown task loss 'focal' at tasks\[0\]\.loss; known: bce",
@@ -199,10 +202,12 @@ def test_multi_dataset_manifests_must_agree() -> None:
     assert check_run_config(run_config(tasks=["covid", "brixia_score"]), [manifest(), second]) == []
 
 
-def test_one_task_with_a_balancing_weighting_is_a_warning(capsys) -> None:
-    warnings = check_run_config(run_config(tasks=["covid"], weighting={"name": "nash_mtl"}), manifest())
-    assert len(warnings) == 1 and warnings[0].startswith("weighting.name: 'nash_mtl' balances several tasks")
-    assert "warning:" in capsys.readouterr().err
+def test_one_task_with_a_gradient_weighting_is_an_error_and_other_mismatches_warnings(capsys) -> None:
+    assert check_run_config(run_config(tasks=["covid"], weighting={"name": "dwa"}), manifest()) == []
+    with pytest.raises(
+        ConfigError, match=r"^weighting\.name: 'nash_mtl' combines per-task gradients but the run has one"
+    ):
+        check_run_config(run_config(tasks=["covid"], weighting={"name": "nash_mtl"}), manifest())
     quiet = check_run_config(
         run_config(tasks=["covid"], model={"fusion": {"name": "image_only", "modality_dropout": 0.3}}), quiet=True
     )

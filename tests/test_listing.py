@@ -43,7 +43,10 @@ def test_list_one_category_and_its_rows(capsys) -> None:
         assert exc.code == 0
     out = capsys.readouterr().out
     assert "pcgrad" in out and "famo" in out and "resnet18" not in out
-    assert _rows("weightings")[4][:3] == ("gradnorm", "family=gradient", "alpha=1.5, lr=0.025")
+    rows = {row[0]: row for row in _rows("weightings")}
+    assert rows["gradnorm"][1:3] == ("family=gradient", "alpha=1.5, lr=0.025")
+    assert rows["aligned_mtl"][1:3] == ("source=torchjd family=gradient", "scale_mode='min'")
+    assert len(rows) >= 20
     names = [row[0] for row in _rows("backbones")]
     assert names == load_registries()["backbones"].names()
     tasks = {row[0]: row[1] for row in _rows("tasks")}

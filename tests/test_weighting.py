@@ -37,9 +37,22 @@ def step(w, losses: dict, params: list, info: StepInfo | None = None) -> None:
 
 
 def test_registered_weightings() -> None:
-    assert set(ALL) == {"equal", "static", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "nash_mtl", "famo"}
-    gradient = {n for n in ALL if WEIGHTINGS.entry(n).factory.manual_gradients}
-    assert gradient == {"gradnorm", "pcgrad", "cagrad", "nash_mtl"}
+    loss_based = {"equal", "static", "uncertainty", "dwa", "famo", "rlw", "gls", "imtl_l"}
+    torchjd = {
+        "upgrad",
+        "mgda",
+        "imtl_g",
+        "aligned_mtl",
+        "dualproj",
+        "config",
+        "graddrop",
+        "gradvac",
+        "fairgrad",
+        "rgw",
+    }
+    gradient = {"gradnorm", "pcgrad", "cagrad", "nash_mtl", "db_mtl", *torchjd}
+    assert set(ALL) == loss_based | gradient
+    assert {n for n in ALL if WEIGHTINGS.entry(n).factory.manual_gradients} == gradient
 
 
 def test_pcgrad_projects_conflicting_gradients() -> None:
@@ -248,8 +261,10 @@ def test_params_are_checked_against_the_signature() -> None:
         weighting("gradnorm", alpha="high")
     with pytest.raises(ConfigError, match=r"weighting\.params: temperature must be > 0"):
         weighting("dwa", temperature=0.0)
-    with pytest.raises(UnknownComponentError, match=r"unknown weighting 'mgda' at weighting\.name; known: cagrad"):
-        weighting("mgda")
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown weighting 'mgd' at weighting\.name; did you mean 'mgda'\? known: aligned"
+    ):
+        weighting("mgd")
     assert weighting("cagrad", c=0.25).c == 0.25
 
 

@@ -7,6 +7,7 @@ lets :func:`validate_params` check ``params`` from the signature alone, without 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -56,7 +57,9 @@ class Registry(Generic[F]):
         except KeyError:
             at = f" at {where}" if where else ""
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise UnknownComponentError(f"unknown {self.kind} {name!r}{at}; known: {known}") from None
+            close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            raise UnknownComponentError(f"unknown {self.kind} {name!r}{at}; {hint}known: {known}") from None
 
     def get(self, name: str, where: str | None = None) -> Callable[..., Any]:
         """The factory registered under ``name``."""

@@ -59,7 +59,7 @@ def check_run_config(
             f"model.backbone.mode: 'mil' pools 2D slice embeddings; {model.backbone.name!r} is a 3D backbone "
             "(use mode 'channels')"
         )
-    _check_weighting(cfg, weighting.factory, weighting_params, warnings)
+    _check_weighting(cfg, weighting.factory, weighting_params)
     if model.fusion.modality_dropout > 0 and not (fusion.factory.uses_image and fusion.factory.uses_clinical):
         warnings.append(
             f"model.fusion.modality_dropout: {model.fusion.name!r} uses one modality; modality dropout does nothing"
@@ -106,12 +106,12 @@ def check_run_config(
     return warnings
 
 
-def _check_weighting(cfg: RunConfig, factory: type, params: dict, warnings: list[str]) -> None:
+def _check_weighting(cfg: RunConfig, factory: type, params: dict) -> None:
     names = cfg.task_names
     if len(names) < getattr(factory, "min_tasks", 1):
-        warnings.append(
-            f"weighting.name: {cfg.weighting.name!r} balances several tasks but the run has one ({names[0]}); "
-            "it reduces to the plain loss"
+        raise ConfigError(
+            f"weighting.name: {cfg.weighting.name!r} combines per-task gradients but the run has one task "
+            f"({names[0]}); use 'equal' or add a task"
         )
     for key in (params.get("weights") or {}) if cfg.weighting.name == "static" else {}:
         if key not in names:

@@ -14,7 +14,20 @@ from torch import nn
 from mmtune.config.run import TaskConfig, WeightingConfig
 from mmtune.errors import ConfigError
 from mmtune.losses.registries import WEIGHTINGS
-from mmtune.losses.weighting import cagrad, dwa, equal, famo, gradnorm, nash_mtl, pcgrad, static, uncertainty  # noqa: F401
+from mmtune.losses.weighting import (  # noqa: F401
+    cagrad,
+    db_mtl,
+    dwa,
+    equal,
+    famo,
+    gradnorm,
+    jacobian,
+    loss_based,
+    nash_mtl,
+    pcgrad,
+    static,
+    uncertainty,
+)
 from mmtune.losses.weighting.base import GradientWeighting, StepInfo, Weighting, WeightingContext
 from mmtune.registry import validate_params
 from mmtune.tasks import TaskKind, TaskSpec

@@ -168,6 +168,29 @@ class GradientWeighting(Weighting):
     def coefficients(self, grads: Tensor, losses: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def shared_update(self, grads: Tensor, losses: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
+        """``(shared gradient [P], head weights [T])``; ``beta @ grads`` from ``coefficients`` by default.
+
+        Aggregators whose result is not a fixed combination of the task gradients (GradDrop's per-coordinate
+        masks) override this and return the vector directly.
+        """
+        beta, head = self.coefficients(grads, losses, names)
+        beta = beta.detach().to(grads.dtype)
+        self.remember_weights(beta, names)
+        return beta @ grads, head
+
+    def remember_weights(self, weights: Tensor, names: list[str]) -> None:
+        """Keep this step's per-task weights of the shared gradient for ``task_weights`` (converted lazily)."""
+        self._last_weights = (weights.detach(), list(names))
+
+    def task_weights(self) -> dict[str, float]:
+        """The last step's weight of each task's gradient in the shared update (1.0 before any step)."""
+        last = getattr(self, "_last_weights", None)
+        if last is None:
+            return dict.fromkeys(self.tasks, 1.0)
+        values = dict(zip(last[1], last[0].tolist()))
+        return {t: float(values.get(t, 0.0)) for t in self.tasks}
+
     def backward(self, losses, shared_params, manual_backward=None, *, step_info=None):
         present = self.present(losses, step_info)
         backward_fn = manual_backward or default_backward
@@ -182,15 +205,15 @@ class GradientWeighting(Weighting):
             total = torch.stack([losses[n] for n in self.tasks]).sum()
             backward_fn(total)
             return total.detach()
-        beta, head = self.coefficients(grads, self.loss_vector(losses, present), present)
-        beta, head = beta.detach().to(grads.dtype), head.detach().to(grads.dtype)
+        shared, head = self.shared_update(grads, self.loss_vector(losses, present), present)
+        shared, head = shared.detach().to(grads.dtype), head.detach().to(grads.dtype)
         # unlabelled tasks' losses are exact zeros; keeping them in the graph gives their heads zero gradients
         weighted = [head[i] * losses[n] for i, n in enumerate(present)]
         total = torch.stack(weighted + [losses[n] for n in self.tasks if n not in present]).sum()
         backward_fn(total)
-        correction = beta - head
-        if bool((correction.abs() > 1e-12).any()):
-            add_flat_gradient(params, correction @ grads)
+        correction = shared - head @ grads
+        if bool((correction.abs() > 1e-6 * shared.abs().max()).any()):  # skip float noise when beta == head
+            add_flat_gradient(params, correction)
         self.after_backward(shared_params)
         return total.detach()
 

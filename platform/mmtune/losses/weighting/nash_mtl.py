@@ -17,9 +17,13 @@ from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
 class NashMTL(GradientWeighting):
     """Nash bargaining weights alpha > 0 solving (G G^T alpha)_t = 1 / alpha_t: scale-invariant task balance
 
-    The Gram matrix is normalised by its Frobenius norm (as in the authors' code) and the fixed point is found with
-    scipy ``least_squares`` (bounded, warm-started) instead of a CVXPY program. Heads and shared parameters both
-    get ``alpha``-weighted gradients; the shared gradient norm is then clipped to ``max_norm`` (0 disables).
+    The fixed point is solved on the Gram matrix normalised by its Frobenius norm ``n`` (well conditioned, as in
+    the authors' code) with scipy ``least_squares`` (bounded, warm-started) instead of a CVXPY program; the
+    solution ``a`` of ``a * (G/n a) = 1`` is then rescaled to ``alpha = a / sqrt(n)``, the solution for the raw
+    ``G`` (the authors fold ``n`` back in through their constraint). Multiplying every loss by ``c`` scales ``G``
+    by ``c^2`` and ``alpha`` by ``1/c``, so the update ``sum alpha_t g_t`` does not change. Heads and shared
+    parameters both get ``alpha``-weighted gradients; the shared gradient norm is then clipped to ``max_norm``
+    (0 disables).
     """
 
     def __init__(
@@ -36,19 +40,23 @@ class NashMTL(GradientWeighting):
         self.max_norm = max_norm
         self.update_every = update_every
         self.register_buffer("alpha", torch.ones(len(self.tasks)))
+        self.register_buffer("normalised", torch.ones(len(self.tasks)))  # warm start, in normalised-Gram units
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def coefficients(self, grads: Tensor, losses: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
         index = [self.tasks.index(n) for n in names]
         if int(self.steps) % self.update_every == 0:
             gram = (grads @ grads.T).double().cpu().numpy()
-            gram = gram / max(float(np.linalg.norm(gram)), 1e-12)
-            start = self.alpha[index].double().cpu().numpy()
+            norm = max(float(np.linalg.norm(gram)), 1e-24)
+            gram = gram / norm
+            start = self.normalised[index].double().cpu().numpy()
             start = np.where(start > 1e-6, start, 1.0)
             solution = least_squares(
                 lambda a: a * (gram @ a) - 1.0, start, bounds=(1e-6, np.inf), method="trf", max_nfev=200
             )
-            self.alpha[index] = torch.as_tensor(solution.x, dtype=self.alpha.dtype, device=self.alpha.device)
+            self.normalised[index] = torch.as_tensor(solution.x, dtype=self.alpha.dtype, device=self.alpha.device)
+            alpha = solution.x / np.sqrt(norm)
+            self.alpha[index] = torch.as_tensor(alpha, dtype=self.alpha.dtype, device=self.alpha.device)
         self.steps += 1
         alpha = self.alpha[index].to(device=grads.device, dtype=grads.dtype)
         return alpha, alpha
