@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
 from mmtune.losses.registries import WEIGHTINGS
+from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
 
 
 @WEIGHTINGS.register("db_mtl", family="gradient")

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
 from mmtune.losses.registries import WEIGHTINGS
+from mmtune.losses.weighting.base import GradientWeighting, WeightingContext
 
 
 class JacobianAggregator(GradientWeighting):

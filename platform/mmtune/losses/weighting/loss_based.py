@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mmtune.losses.weighting.base import StepInfo, Weighting, WeightingContext
 from mmtune.losses.registries import WEIGHTINGS
+from mmtune.losses.weighting.base import StepInfo, Weighting, WeightingContext
 
 
 def _absent_terms(weighting: Weighting, losses: Mapping[str, Tensor], present: Sequence[str]) -> list[Tensor]:
