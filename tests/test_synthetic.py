@@ -400,6 +400,35 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, variant: str) -
     assert sum(a[k] != c[k] for k in shared) > 0.5 * len(shared)
 
 
+@pytest.mark.parametrize("variant", ["ictcf", "prognosis"])
+def test_worker_count_does_not_change_a_byte(tmp_path: Path, variant: str) -> None:
+    args = {"patients": 14, "size": 16, "slices": 2, "seed": 2, "variant": variant}
+    generate(tmp_path / "one", workers=1, **args)
+    generate(tmp_path / "two", workers=2, **args)
+    one, two = file_digests(tmp_path / "one"), file_digests(tmp_path / "two")
+    assert one == two and len(one) > 14
+
+
+def test_coarse_lesion_field_keeps_the_correlation_length() -> None:
+    """Wide fields are drawn coarse and upsampled (fast 512 px synth); their smoothness must match the exact one."""
+    from mmtune.data.synthetic.render import smooth_field
+    from scipy.ndimage import gaussian_filter
+
+    sigma = 256 * 0.06
+    coarse = smooth_field(np.random.default_rng(0), (4, 256, 256), sigma)
+    exact = gaussian_filter(np.random.default_rng(1).standard_normal((4, 256, 256)), sigma=(0.6, sigma, sigma))
+
+    def correlation(field: np.ndarray, lag: int) -> float:
+        z = (field - field.mean()) / field.std()
+        return float((z[:, :, :-lag] * z[:, :, lag:]).mean())
+
+    assert coarse.shape == (4, 256, 256)
+    for lag in (4, 15, 30):
+        assert correlation(coarse, lag) == pytest.approx(correlation(exact, lag), abs=0.06)
+    with pytest.raises(SynthArgumentError, match="--workers"):
+        generate(Path("unused"), patients=12, size=16, slices=1, workers=-1)
+
+
 def test_no_quirks_writes_no_defects(tmp_path: Path) -> None:
     summary = generate(tmp_path / "clean", patients=24, size=16, slices=2, seed=1, quirks=False)
     root = tmp_path / "clean"

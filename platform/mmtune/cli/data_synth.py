@@ -26,6 +26,9 @@ def synth(
         bool, typer.Option("--quirks/--no-quirks", help="Write the file defects (truncated JPG, missing folder, ...).")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes rendering patients (0 = one per CPU); output is the same.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of one line.")] = False,
 ) -> None:
     """Write the built-in synthetic iCTCF-like raw data set (raw files + posteriors.csv + truth.json)."""
@@ -48,6 +51,7 @@ def synth(
             quirks=quirks,
             overwrite=overwrite,
             on_patient=lambda: bar.advance(task),
+            workers=workers,
         )
     if as_json:
         print(json.dumps(summary.to_dict(), sort_keys=True))

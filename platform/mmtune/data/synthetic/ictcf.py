@@ -6,6 +6,7 @@ Patients are written one at a time (only one volume in memory); the table rows a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mmtune.data.synthetic.latent import (
     sample_latents,
 )
 from mmtune.data.synthetic.output import write_csv
+from mmtune.data.synthetic.parallel import map_in_order
 from mmtune.data.synthetic.render import (
     SLICE_THICKNESS_MM,
     HospitalEffect,
@@ -75,59 +77,31 @@ def folder_name(patient: int) -> str:
     return f"Patient {patient}"
 
 
-def write_ictcf(root: Path, cfg: SynthConfig, on_patient: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Write the whole variant under ``root``; returns the facts for the summary and truth.json."""
+def write_ictcf(
+    root: Path, cfg: SynthConfig, on_patient: Callable[[], None] | None = None, workers: int = 1
+) -> dict[str, Any]:
+    """Write the whole variant under ``root``; returns the facts for the summary and truth.json.
+
+    Patients are rendered and written by ``workers`` processes; each uses only its own random streams, so the
+    bytes do not depend on ``workers``.
+    """
     params, render_params, clin_params = LatentParams(), RenderParams(), clin.ClinicalParams()
     hospitals = hospital_effects(cfg.hospitals)
     plan = _plan(cfg, params)
     lat = plan["latents"]
-    ids = np.arange(1, cfg.patients + 1)
     spacing = pixel_spacing(cfg.size)
     plan["hospitals"] = hospitals
+    plan["render_params"] = render_params
+    plan["clinical_params"] = clin_params
 
-    rows: list[dict[str, str]] = []
-    truth_rows: list[dict[str, Any]] = []
+    job = functools.partial(_patient, root, cfg, plan)
+    written = map_in_order(job, list(range(cfg.patients)), workers, on_patient)
+    rows = [row for row, _, _ in written if row is not None]
+    truth_rows = [truth for _, truth, _ in written]
     files = {"jpg": 0, "dcm": 0, "mask": 0}
-    for idx, pid in enumerate(ids):
-        hospital = hospitals[plan["hospital"][idx]]
-        rendered = render_patient(
-            cfg.rng(1, int(pid)),
-            cfg.size,
-            cfg.slices,
-            float(lat.lesion_fraction[idx]),
-            tuple(int(f) for f in lat.findings[idx]),
-            hospital,
-            render_params,
-        )
-        crng = cfg.rng(2, int(pid))
-        row = _clinical_row(cfg, int(pid), idx, plan, hospital, rendered.lesion_fraction, crng, clin_params)
-        z0 = round(float(crng.uniform(-60.0, 20.0)), 1)
-        defect = plan["defect_of"].get(int(pid))
-        image_kind, has_mask = _write_patient_files(root, cfg, int(pid), idx, plan, rendered, row, z0, crng, files)
-        if defect != "no_row":
-            rows.append(row)
-        truth_rows.append(
-            {
-                "patient_id": int(pid),
-                "hospital": hospital.name,
-                "morbidity_class": CLASSES[lat.cls[idx]],
-                "covid": int(lat.cls[idx] > 0),
-                "deceased": int(lat.deceased[idx]),
-                "mortality_outcome": row["Mortality outcome"],
-                "morbidity_outcome": row["Morbidity outcome"],
-                "lesion_fraction_latent": round(float(lat.lesion_fraction[idx]), 6),
-                "lesion_fraction": round(rendered.lesion_fraction, 6),
-                "severity_latent": round(float(lat.s[idx]), 6),
-                **{name: int(lat.findings[idx, j]) for j, name in enumerate(FINDINGS)},
-                "image_format": image_kind,
-                "has_mask": int(has_mask),
-                "in_table": int(defect != "no_row"),
-                "has_images": int(image_kind != "none"),
-                "defect": defect or "",
-            }
-        )
-        if on_patient is not None:
-            on_patient()
+    for _, _, counts in written:
+        for key, value in counts.items():
+            files[key] += value
 
     write_csv(root / CLINICAL_FILE, rows, CLINICAL_COLUMNS)
     posteriors = plan["posteriors"]
@@ -180,6 +154,49 @@ def write_ictcf(root: Path, cfg: SynthConfig, on_patient: Callable[[], None] | N
             "slice_thickness_mm": SLICE_THICKNESS_MM,
         },
     }
+
+
+def _patient(
+    root: Path, cfg: SynthConfig, plan: dict[str, Any], idx: int
+) -> tuple[dict[str, str] | None, dict[str, Any], dict[str, int]]:
+    """Render and write patient ``idx``: its table row (None when the row is a planted defect), truth row, files."""
+    lat = plan["latents"]
+    pid = idx + 1
+    hospital = plan["hospitals"][plan["hospital"][idx]]
+    rendered = render_patient(
+        cfg.rng(1, pid),
+        cfg.size,
+        cfg.slices,
+        float(lat.lesion_fraction[idx]),
+        tuple(int(f) for f in lat.findings[idx]),
+        hospital,
+        plan["render_params"],
+    )
+    crng = cfg.rng(2, pid)
+    row = _clinical_row(cfg, pid, idx, plan, hospital, rendered.lesion_fraction, crng, plan["clinical_params"])
+    z0 = round(float(crng.uniform(-60.0, 20.0)), 1)
+    defect = plan["defect_of"].get(pid)
+    files = {"jpg": 0, "dcm": 0, "mask": 0}
+    image_kind, has_mask = _write_patient_files(root, cfg, pid, idx, plan, rendered, row, z0, crng, files)
+    truth = {
+        "patient_id": pid,
+        "hospital": hospital.name,
+        "morbidity_class": CLASSES[lat.cls[idx]],
+        "covid": int(lat.cls[idx] > 0),
+        "deceased": int(lat.deceased[idx]),
+        "mortality_outcome": row["Mortality outcome"],
+        "morbidity_outcome": row["Morbidity outcome"],
+        "lesion_fraction_latent": round(float(lat.lesion_fraction[idx]), 6),
+        "lesion_fraction": round(rendered.lesion_fraction, 6),
+        "severity_latent": round(float(lat.s[idx]), 6),
+        **{name: int(lat.findings[idx, j]) for j, name in enumerate(FINDINGS)},
+        "image_format": image_kind,
+        "has_mask": int(has_mask),
+        "in_table": int(defect != "no_row"),
+        "has_images": int(image_kind != "none"),
+        "defect": defect or "",
+    }
+    return (row if defect != "no_row" else None), truth, files
 
 
 def _write_patient_files(

@@ -9,6 +9,7 @@ Labels: ``prognosis`` MILD/SEVERE (AIforCOVID-like; the latent Type I / Type II 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mmtune.data.synthetic.latent import (
     sample_latents,
 )
 from mmtune.data.synthetic.output import write_csv
+from mmtune.data.synthetic.parallel import map_in_order
 from mmtune.data.synthetic.render import (
     SLICE_THICKNESS_MM,
     RenderParams,
@@ -54,8 +56,13 @@ def patient_id(i: int) -> str:
     return f"P{i:04d}"
 
 
-def write_prognosis(root: Path, cfg: SynthConfig, on_patient: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Write the whole variant under ``root``; returns the facts for the summary and truth.json."""
+def write_prognosis(
+    root: Path, cfg: SynthConfig, on_patient: Callable[[], None] | None = None, workers: int = 1
+) -> dict[str, Any]:
+    """Write the whole variant under ``root``; returns the facts for the summary and truth.json.
+
+    Patients are rendered by ``workers`` processes; the bytes do not depend on ``workers``.
+    """
     params = PROGNOSIS_PARAMS
     render_params, clin_params = RenderParams(), clin.ClinicalParams()
     centres = hospital_effects(cfg.hospitals, prefix="Centre")
@@ -73,72 +80,27 @@ def write_prognosis(root: Path, cfg: SynthConfig, on_patient: Callable[[], None]
     (root / "images").mkdir()
     (root / "masks").mkdir()
 
-    rows, truth_rows = [], []
+    ctx = {
+        "centres": centres,
+        "centre_idx": centre_idx,
+        "latents": lat,
+        "render_params": render_params,
+        "clinical_params": clin_params,
+        "labs": labs,
+        "with_mask": with_mask,
+        "unlabelled": unlabelled,
+        "unscored": unscored,
+        "missing_image": missing_image,
+        "posteriors": posteriors,
+        "spacing": spacing,
+    }
+    written = map_in_order(functools.partial(_patient, root, cfg, ctx), list(range(n)), workers, on_patient)
+    rows = [row for row, _, _ in written]
+    truth_rows = [truth for _, truth, _ in written]
     files = {"nifti": 0, "mask": 0}
-    for i in range(n):
-        pid = patient_id(i + 1)
-        centre = centres[centre_idx[i]]
-        rendered = render_patient(
-            cfg.rng(1, i + 1),
-            cfg.size,
-            cfg.slices,
-            float(lat.lesion_fraction[i]),
-            tuple(int(f) for f in lat.findings[i]),
-            centre,
-            render_params,
-        )
-        crng = cfg.rng(2, i + 1)
-        z0 = round(float(crng.uniform(-60.0, 20.0)), 1)
-        score = brixia_like_score(rendered.zone_fractions, ZONE_THRESHOLDS)
-        image_rel = f"images/{pid}.nii.gz"
-        if i != missing_image:
-            write_nifti(
-                root / image_rel, np.round(rendered.hu).astype(np.int16), (spacing, spacing, SLICE_THICKNESS_MM), z0
-            )
-            files["nifti"] += 1
-        mask_rel = ""
-        if with_mask[i] and i != missing_image:
-            mask_rel = f"masks/{pid}.nii.gz"
-            write_nifti(root / mask_rel, rendered.lesion, (spacing, spacing, SLICE_THICKNESS_MM), z0)
-            files["mask"] += 1
-        s = float(lat.s[i])
-        age = clin.age_years(s, crng, clin_params)
-        sex = "M" if crng.random() < 0.5 else "F"
-        values = {lab.name: clin.lab_value(lab, s, crng) for lab in labs}
-        missing = {lab.name: crng.random() < clin_params.mcar_missing for lab in labs}
-        label = PROGNOSIS_CLASSES[int(lat.cls[i])]
-        rows.append(
-            {
-                "patient_id": pid,
-                "image": image_rel,
-                "mask": mask_rel,
-                "centre": centre.name,
-                "age": str(age),
-                "sex": sex,
-                **{lab.name: "" if missing[lab.name] else f"{values[lab.name]:.{lab.decimals}f}" for lab in labs},
-                "prognosis": "" if unlabelled[i] else label,
-                "severity_score": "" if unscored[i] else str(score),
-            }
-        )
-        truth_rows.append(
-            {
-                "patient_id": pid,
-                "centre": centre.name,
-                "prognosis_true": label,
-                "severity_score_true": score,
-                "lesion_fraction_latent": round(float(lat.lesion_fraction[i]), 6),
-                "lesion_fraction": round(rendered.lesion_fraction, 6),
-                "severity_latent": round(s, 6),
-                **{name: int(lat.findings[i, j]) for j, name in enumerate(FINDINGS)},
-                "has_image": int(i != missing_image),
-                "has_mask": int(bool(mask_rel)),
-                "defect": "missing_image" if i == missing_image else "",
-                "evaluable": int(i != missing_image and not unlabelled[i]),
-                **{f"p_severe_{m}": float(posteriors[m][i]) for m in posteriors},
-            }
-        )
-        if on_patient is not None:
-            on_patient()
+    for _, _, counts in written:
+        for key, value in counts.items():
+            files[key] += value
 
     write_csv(root / MANIFEST_FILE, rows, COLUMNS)
     write_csv(root / "posteriors.csv", truth_rows, list(truth_rows[0]))
@@ -185,3 +147,72 @@ def write_prognosis(root: Path, cfg: SynthConfig, on_patient: Callable[[], None]
             "slice_thickness_mm": SLICE_THICKNESS_MM,
         },
     }
+
+
+def _patient(
+    root: Path, cfg: SynthConfig, ctx: dict[str, Any], i: int
+) -> tuple[dict[str, str], dict[str, Any], dict[str, int]]:
+    """Render and write patient ``i`` (0-based): its manifest row, truth row and file counts."""
+    lat, posteriors, spacing = ctx["latents"], ctx["posteriors"], ctx["spacing"]
+    missing_image, with_mask, labs = ctx["missing_image"], ctx["with_mask"], ctx["labs"]
+    clin_params = ctx["clinical_params"]
+    files = {"nifti": 0, "mask": 0}
+    pid = patient_id(i + 1)
+    centre = ctx["centres"][ctx["centre_idx"][i]]
+    rendered = render_patient(
+        cfg.rng(1, i + 1),
+        cfg.size,
+        cfg.slices,
+        float(lat.lesion_fraction[i]),
+        tuple(int(f) for f in lat.findings[i]),
+        centre,
+        ctx["render_params"],
+    )
+    crng = cfg.rng(2, i + 1)
+    z0 = round(float(crng.uniform(-60.0, 20.0)), 1)
+    score = brixia_like_score(rendered.zone_fractions, ZONE_THRESHOLDS)
+    image_rel = f"images/{pid}.nii.gz"
+    if i != missing_image:
+        write_nifti(
+            root / image_rel, np.round(rendered.hu).astype(np.int16), (spacing, spacing, SLICE_THICKNESS_MM), z0
+        )
+        files["nifti"] += 1
+    mask_rel = ""
+    if with_mask[i] and i != missing_image:
+        mask_rel = f"masks/{pid}.nii.gz"
+        write_nifti(root / mask_rel, rendered.lesion, (spacing, spacing, SLICE_THICKNESS_MM), z0)
+        files["mask"] += 1
+    s = float(lat.s[i])
+    age = clin.age_years(s, crng, clin_params)
+    sex = "M" if crng.random() < 0.5 else "F"
+    values = {lab.name: clin.lab_value(lab, s, crng) for lab in labs}
+    missing = {lab.name: crng.random() < clin_params.mcar_missing for lab in labs}
+    label = PROGNOSIS_CLASSES[int(lat.cls[i])]
+    unlabelled, unscored = ctx["unlabelled"], ctx["unscored"]
+    row = {
+        "patient_id": pid,
+        "image": image_rel,
+        "mask": mask_rel,
+        "centre": centre.name,
+        "age": str(age),
+        "sex": sex,
+        **{lab.name: "" if missing[lab.name] else f"{values[lab.name]:.{lab.decimals}f}" for lab in labs},
+        "prognosis": "" if unlabelled[i] else label,
+        "severity_score": "" if unscored[i] else str(score),
+    }
+    truth = {
+        "patient_id": pid,
+        "centre": centre.name,
+        "prognosis_true": label,
+        "severity_score_true": score,
+        "lesion_fraction_latent": round(float(lat.lesion_fraction[i]), 6),
+        "lesion_fraction": round(rendered.lesion_fraction, 6),
+        "severity_latent": round(s, 6),
+        **{name: int(lat.findings[i, j]) for j, name in enumerate(FINDINGS)},
+        "has_image": int(i != missing_image),
+        "has_mask": int(bool(mask_rel)),
+        "defect": "missing_image" if i == missing_image else "",
+        "evaluable": int(i != missing_image and not unlabelled[i]),
+        **{f"p_severe_{m}": float(posteriors[m][i]) for m in posteriors},
+    }
+    return row, truth, files

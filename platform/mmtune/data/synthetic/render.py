@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 
 FIELD_OF_VIEW_MM = 350.0
 SLICE_THICKNESS_MM = 5.0
+COARSE_SIGMA = 4.0  # pixels: wider lesion fields are drawn coarse and upsampled (smooth_field)
 HU_MIN, HU_MAX = -1200, 3071  # below -1024 so a scanner with a low calibration still differs in air
 
 
@@ -178,15 +179,44 @@ def _place_lesions(
         return out
     n_lesion = int(np.clip(round(fraction * n_lung), 1, n_lung))
     sigma = max(size * p.lesion_smoothing, 0.8)
-    field = gaussian_filter(rng.standard_normal(lung.shape), sigma=(0.6, sigma, sigma))
+    field = smooth_field(rng, lung.shape, sigma)
     values = field[lung]
     values = (values - values.mean()) / (values.std() + 1e-12)
     score = values + p.periphery_bias * rho[lung] + p.posterior_bias * np.broadcast_to(v, lung.shape)[lung]
-    order = np.argsort(-score, kind="stable")[:n_lesion]
+    order = _top(score, n_lesion)
     ranks = np.zeros(n_lung)
     ranks[order] = np.linspace(1.0, 1.0 / n_lesion, n_lesion)
     out[lung] = ranks
     return out
+
+
+def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """White noise smoothed in-plane by ``sigma`` pixels (0.6 across slices): where lesions grow.
+
+    A wide in-plane kernel (512 px slices: sigma 31, 247 taps) cost most of a patient's render time, so above
+    ``COARSE_SIGMA`` the field is drawn on a grid ``f`` times coarser, smoothed by ``sigma / f`` and linearly
+    upsampled: the same correlation length (checked in tests) at ~1/6 of the time. Small slices (<= 64 px: sigma
+    <= 3.84) keep the exact full-resolution field, so their bytes are those of earlier versions.
+    """
+    k, rows, cols = shape
+    factor = max(1, int(sigma // COARSE_SIGMA))
+    if factor == 1:
+        return gaussian_filter(rng.standard_normal(shape), sigma=(0.6, sigma, sigma))
+    coarse = (k, -(-rows // factor), -(-cols // factor))
+    field = gaussian_filter(rng.standard_normal(coarse), sigma=(0.6, sigma / factor, sigma / factor))
+    # linear upsampling is separable: one small matrix per axis, applied with BLAS (8x faster than ndimage.zoom)
+    up_rows = zoom(np.eye(coarse[1]), (rows / coarse[1], 1.0), order=1, grid_mode=True, mode="nearest")
+    up_cols = zoom(np.eye(coarse[2]), (cols / coarse[2], 1.0), order=1, grid_mode=True, mode="nearest")
+    return np.einsum("ij,kjl,ml->kim", up_rows, field, up_cols, optimize=True)
+
+
+def _top(score: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest scores, highest first (ties by index): a full stable sort, only of the top."""
+    if n >= score.size:
+        return np.argsort(-score, kind="stable")
+    head = np.argpartition(-score, n - 1)[:n]
+    head.sort()
+    return head[np.argsort(-score[head], kind="stable")]
 
 
 def _paint_lesions(
