@@ -12,7 +12,7 @@ from mmtune.config.card import ImageSpec, Window, load_card
 from mmtune.data import images as im
 from mmtune.data.clinical import read_table
 from mmtune.data.decode import PatientDecoder
-from mmtune.data.ingest import discover
+from mmtune.data.layouts import discover
 from rawdata_helpers import (
     base_card,
     make_ictcf,

@@ -60,3 +60,18 @@ def test_list_unknown_category_exits_2_with_the_known_ones() -> None:
         "error: unknown category 'nonsense' for `mmtune list`; known: " + ", ".join(CATEGORIES)
     )
     assert result.stdout == ""
+
+
+def test_list_layouts_shows_every_source_layout_and_its_keys() -> None:
+    result = run_cli("layouts")
+    assert result.returncode == 0, result.stderr
+    rows = {row[0]: row[1:] for row in _rows("layouts")}
+    assert list(rows) == ["files", "ictcf", "manifest", "table"]
+    assert rows["ictcf"][:2] == ("clinical_table", "source.image_glob, source.mask_glob, source.patient_dir")
+    assert rows["files"][:2] == ("", "source.options.images, source.options.masks")
+    assert rows["table"][1] == (
+        "source.options.images, source.options.masks, source.options.separator, source.options.digits"
+    )
+    for name in rows:
+        assert name in result.stdout
+    assert "backbones" not in result.stdout and "source.mask_column" in result.stdout

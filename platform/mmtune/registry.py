@@ -8,6 +8,7 @@ lets :func:`validate_params` check ``params`` from the signature alone, without 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -34,9 +35,18 @@ class Entry:
 class Registry(Generic[F]):
     """Maps names to factories; unknown names raise with the list of known ones."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, populate: str | None = None) -> None:
+        """``populate``: the module whose import registers the entries, imported on first lookup (by name, so a
+        registry declared in a lower layer is filled by the components above it without importing them)."""
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._populate = populate
+
+    def _filled(self) -> dict[str, Entry]:
+        if self._populate is not None:
+            module, self._populate = self._populate, None
+            importlib.import_module(module)
+        return self._entries
 
     def register(self, name: str, description: str = "", **tags: Any) -> Callable[[F], F]:
         """Decorator registering ``factory`` under ``name``; the description defaults to its docstring."""
@@ -53,7 +63,7 @@ class Registry(Generic[F]):
     def entry(self, name: str, where: str | None = None) -> Entry:
         """The entry for ``name``; ``where`` (a YAML key path) is named in the error."""
         try:
-            return self._entries[name]
+            return self._filled()[name]
         except KeyError:
             at = f" at {where}" if where else ""
             known = ", ".join(sorted(self._entries)) or "(none)"
@@ -74,16 +84,21 @@ class Registry(Generic[F]):
         self.entry(name, where)
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._filled())
+
+    def registration_order(self) -> list[str]:
+        """The names in the order they were registered (for messages that have always listed them so)."""
+        return list(self._filled())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._filled()
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries[name] for name in sorted(self._entries))
+        entries = self._filled()
+        return iter(entries[name] for name in sorted(entries))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._filled())
 
 
 def _signature_target(factory: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-CATEGORIES = ("backbones", "clinical_encoders", "fusions", "heads", "weightings", "tasks", "losses")
+CATEGORIES = ("backbones", "clinical_encoders", "fusions", "heads", "weightings", "tasks", "losses", "layouts")
 
 _TAG_ORDER = ("dims", "source", "min_size", "family", "head", "output", "default_loss", "kinds")
 
@@ -53,13 +53,24 @@ def _rows(category: str) -> list[tuple[str, str, str, str]]:
             )
             for kind in TaskKind
         ]
+    if category == "layouts":
+        return [(e.name, *_layout_columns(e.factory), e.description) for e in registries[category]]
     return [(e.name, _tags(e.tags), _params(e.factory), e.description) for e in registries[category]]
+
+
+def _layout_columns(layout: Any) -> tuple[str, str]:
+    """(tags, params) of a source layout: whether it reads ``source.clinical_table``; its own ``source`` keys."""
+    keys = [f"source.{k}" for k in sorted(layout.keys)]
+    if layout.options_model is not None:
+        keys += [f"source.options.{k}" for k in layout.options_model.model_fields]
+    return ("clinical_table" if layout.reads_clinical_table else "", ", ".join(keys))
 
 
 def list_components(
     category: str | None = typer.Argument(None, help=f"one of: {', '.join(CATEGORIES)} (default: all)"),
 ) -> None:
-    """List registered backbones, clinical encoders, fusions, heads, weightings, task kinds and losses."""
+    """List registered backbones, clinical encoders, fusions, heads, weightings, task kinds, losses and source
+    layouts."""
     from rich.table import Table
 
     from mmtune.console import console

@@ -18,7 +18,12 @@ from pydantic import Field, field_validator, model_validator
 
 from mmtune.config.loading import StrictModel, apply_overrides, load_yaml, validate
 from mmtune.errors import ConfigError
+from mmtune.registry import Registry
 from mmtune.tasks import TaskKind, TaskSpec
+
+# Source layouts (``source.layout``): one module per layout in ``mmtune.data.layouts`` registers its class here
+# (options, keys, structural columns, discovery); imported by name on first lookup, so config imports no data code.
+SOURCE_LAYOUTS: Registry = Registry("source layout", populate="mmtune.data.layouts")
 
 TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -49,7 +54,7 @@ class SourceSpec(StrictModel):
     a DICOM folder, or slice files separated by ``path_separator`` (paths relative to the CSV).
     """
 
-    layout: Literal["ictcf", "manifest", "files", "table"]
+    layout: str = Field(description="a registered source layout (`mmtune list layouts`)")
     path: str = Field(".", description="raw data folder, relative to the card file (overridable by --source)")
     clinical_table: str = Field("clinical.csv", description="CSV table inside `path`, one row per patient")
     patient_dir: str = Field("{id}", description="ictcf: a patient's folder name, `{id}` = its patient id")
@@ -63,35 +68,47 @@ class SourceSpec(StrictModel):
         default_factory=dict, description="files/table: templates and parsing options (mmtune.data.layouts)"
     )
 
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _known_layout(cls, value: Any) -> Any:
+        if not (isinstance(value, str) and value in SOURCE_LAYOUTS):
+            names = [repr(n) for n in SOURCE_LAYOUTS.registration_order()]
+            shown = type(value).__name__ if isinstance(value, (dict, list)) else repr(value)
+            raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]} (got {shown})")
+        return value
+
     @model_validator(mode="after")
     def _layout_keys(self) -> SourceSpec:
         given = self.model_fields_set
-        only = {
-            "ictcf": {"patient_dir", "image_glob", "mask_glob"},
-            "manifest": {"image_column", "mask_column", "path_separator"},
-        }
-        for layout, keys in only.items():
-            wrong = sorted(keys & given) if layout != self.layout else []
+        for layout in SOURCE_LAYOUTS:
+            wrong = sorted(layout.factory.keys & given) if layout.name != self.layout else []
             if wrong:
-                raise ValueError(f"{', '.join(wrong)} only applies to layout {layout!r} (layout is {self.layout!r})")
-        if self.layout == "ictcf" and "{id}" not in self.patient_dir:
-            raise ValueError("patient_dir must contain `{id}` (the patient id)")
-        # --- path-template layouts: their options are checked by mmtune.data.layouts.options
-        if self.layout in ("files", "table"):
-            from mmtune.data.layouts.options import parse_options
-
-            parse_options(self.layout, self.options)
-            if self.layout == "files" and "clinical_table" in given:
-                raise ValueError("clinical_table does not apply to layout 'files' (labels come from the paths)")
+                raise ValueError(
+                    f"{', '.join(wrong)} only applies to layout {layout.name!r} (layout is {self.layout!r})"
+                )
+        own = self.layout_class
+        own.check_source(self)
+        if own.options_model is not None:
+            own.parse_options(self.options)
+            if not own.reads_clinical_table and "clinical_table" in given:
+                raise ValueError(
+                    f"clinical_table does not apply to layout {self.layout!r} (labels come from the paths)"
+                )
         elif self.options:
-            raise ValueError(f"options only applies to layouts files and table (layout is {self.layout!r})")
+            with_options = [e.name for e in SOURCE_LAYOUTS if e.factory.options_model is not None]
+            raise ValueError(
+                f"options only applies to layouts {' and '.join(with_options)} (layout is {self.layout!r})"
+            )
         return self
 
     @property
+    def layout_class(self) -> Any:
+        """The registered layout class (``mmtune.data.layouts``) that reads this source."""
+        return SOURCE_LAYOUTS.get(self.layout, "source.layout")
+
+    @property
     def has_masks(self) -> bool:
-        if self.layout in ("files", "table"):  # --- path-template layouts
-            return bool(self.options.get("masks"))
-        return (self.mask_glob if self.layout == "ictcf" else self.mask_column) is not None
+        return self.layout_class.has_masks(self)
 
 
 class Window(StrictModel):
@@ -360,15 +377,7 @@ class DatasetCard(StrictModel):
             out[self.split.column] = "split.column"
         if self.split.group_column:
             out[self.split.group_column] = "split.group_column"
-        if self.source.layout == "manifest":
-            out[self.source.image_column] = "source.image_column"
-            if self.source.mask_column:
-                out[self.source.mask_column] = "source.mask_column"
-        if self.source.layout in ("files", "table"):  # --- path-template layouts: columns naming files
-            from mmtune.data.layouts.options import template_columns
-
-            for column in template_columns(self.source.layout, self.source.options, self.patient_id):
-                out.setdefault(column, "source.options template")
+        self.source.layout_class.add_structural_columns(self.source, self.patient_id, out)
         return out
 
     @property
@@ -417,7 +426,7 @@ def cross_check(card: DatasetCard) -> tuple[str, str] | None:
         if names.count(task.name) > 1:
             return f"tasks[{i}].name", f"task {task.name!r} is listed twice"
         if task.kind == TaskKind.SEGMENTATION and not card.source.has_masks:
-            key = "source.mask_glob" if card.source.layout == "ictcf" else "source.mask_column"
+            key = card.source.layout_class.mask_key
             return f"tasks[{i}].kind", f"a segmentation task needs masks; set {key}"
     if card.split.stratify_by is not None:
         task = next((t for t in card.tasks if t.name == card.split.stratify_by), None)

@@ -1,6 +1,6 @@
 """What discovery yields for every source layout: which image files belong to which patient.
 
-Shared by every layout (``mmtune.data.ingest`` and ``mmtune.data.layouts``): the natural sort order of ids and
+Shared by every source layout (``mmtune.data.layouts``): the natural sort order of ids and
 file names, a patient's image files (``PatientImages``), what a raw folder holds (``Discovery``), and how one
 patient's files are narrowed to one image kind (``group_files``).
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-
-from mmtune.data.images import file_kind
 
 
 def natural_key(text: str) -> tuple:
@@ -43,6 +41,8 @@ class Discovery:
 
 def group_files(pid: str, files: list[str], discovery: Discovery) -> PatientImages | None:
     """Choose the image kind of a patient's files; files of other kinds are skipped with a reason."""
+    from mmtune.data.images import file_kind  # SimpleITK: only when files are grouped, not when a card is checked
+
     kinds: dict[str, list[str]] = {}
     for rel in files:
         kind = file_kind(rel)

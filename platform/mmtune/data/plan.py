@@ -15,8 +15,8 @@ import numpy as np
 from mmtune.config.card import DatasetCard, LoadedCard
 from mmtune.data.clinical import build_clinical, require_columns
 from mmtune.data.discovery import natural_key
-from mmtune.data.ingest import discover
 from mmtune.data.labels import map_labels
+from mmtune.data.layouts import discover, layout_of, load_table
 from mmtune.data.splits import assign_splits
 from mmtune.errors import DataError
 
@@ -69,8 +69,6 @@ def make_plan(loaded: LoadedCard, source: str | Path | None = None) -> Plan:
     if not root.is_dir():
         where = "--source" if source is not None else f"source.path in {loaded.path}"
         raise DataError(f"{root}: source folder not found ({where})")
-    from mmtune.data.layouts import load_table  # every layout's patient table (path-template layouts included)
-
     source_table = load_table(root, card)
     table_path, table = source_table.path, source_table.table
     require_columns(table, table_path, _card_columns(loaded))
@@ -126,9 +124,7 @@ def make_plan(loaded: LoadedCard, source: str | Path | None = None) -> Plan:
 
 
 def _no_images_reason(card: DatasetCard, pid: str) -> str:
-    if card.source.layout == "ictcf":
-        return f"no patient folder {card.source.patient_dir.replace('{id}', pid)!r}"
-    return "no images found for this patient"
+    return layout_of(card).no_images_reason(card, pid)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,4 +1,4 @@
-"""Options of the template layouts (``files``, ``table``) and their path templates; light to import (no pandas).
+"""Path templates of the ``files`` and ``table`` layouts; light to import (no pandas).
 
 A path template is a POSIX path relative to the source folder with ``{field}`` parts and ``*`` wildcards:
 ``studies/CT-{grade}/{id}.nii.gz`` (MosMedData), ``imgs*/{ImageFile}.dcm`` (AIforCOVID). In the ``files`` layout
@@ -9,14 +9,16 @@ malformed one is a one-line error naming ``source.options.<key>`` before any fil
 
 from __future__ import annotations
 
+import glob
 import re
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from mmtune.config.loading import StrictModel, format_validation_error
+from mmtune.config.loading import StrictModel
+from mmtune.data.discovery import Discovery, group_files, natural_key
 
-TEMPLATE_LAYOUTS = ("files", "table")
 ID_FIELD = "id"
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_ ()-]*)\}")
 _BAD_BRACES = re.compile(r"[{}]")
@@ -101,62 +103,51 @@ class DigitSplit(StrictModel):
         return value
 
 
-class FilesOptions(StrictModel):
-    """``layout: files``: the patients are the files matching ``images``; no table (labels come from paths)."""
-
-    images: str = Field(description="template of a patient's image file (or DICOM folder); must contain {id}")
-    masks: str | None = Field(None, description="template of the mask file, filled with the image's fields")
-
-    @field_validator("images", "masks")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value)
-
-    @field_validator("images")
-    @classmethod
-    def _has_id(cls, value: str) -> str:
-        if ID_FIELD not in template_fields(value):
-            raise ValueError(f"{value!r}: the file name must contain {{{ID_FIELD}}} (the patient id)")
-        return value
+def fill(template: str, values: dict[str, str]) -> str | None:
+    """The template with its fields filled in (glob-escaped); None when a value would leave its path part."""
+    out = template
+    for field in template_fields(template):
+        value = str(values.get(field, "")).strip()
+        if not value or "/" in value or "\\" in value or value in (".", ".."):
+            return None
+        out = out.replace("{" + field + "}", glob.escape(value))
+    return out
 
 
-class TableOptions(StrictModel):
-    """``layout: table``: one patient per row of ``clinical_table``; ``images`` names the file from the row."""
-
-    images: str = Field(description="template filled with the row's columns, e.g. 'imgs*/{ImageFile}.dcm'")
-    masks: str | None = Field(None, description="template of the mask file, filled with the row's columns")
-    separator: str | None = Field(None, min_length=1, max_length=1, description="CSV separator (default: by suffix)")
-    digits: dict[str, DigitSplit] = Field(default_factory=dict, description="column -> per-digit columns")
-
-    @field_validator("images", "masks")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value)
-
-    @field_validator("images")
-    @classmethod
-    def _has_field(cls, value: str) -> str:
-        if not template_fields(value):
-            raise ValueError(f"{value!r}: name at least one table column, e.g. 'images/{{ImageFile}}.dcm'")
-        return value
+def resolve(root: Path, pattern: str) -> list[Path]:
+    """Files / folders matching a filled template, inside ``root`` only."""
+    if glob.has_magic(pattern):
+        candidates = sorted(root.glob(pattern), key=lambda p: natural_key(p.as_posix()))
+    else:
+        candidates = [root / pattern] if (root / pattern).exists() else []
+    return [p for p in candidates if p.resolve().is_relative_to(root)]
 
 
-OPTION_MODELS: dict[str, type[StrictModel]] = {"files": FilesOptions, "table": TableOptions}
+def image_files(root: Path, paths: list[Path]) -> list[str]:
+    """A match is a file, or a folder whose files are the images (a DICOM series)."""
+    files: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            files += [p.relative_to(root).as_posix() for p in sorted(path.iterdir()) if p.is_file()]
+        elif path.is_file():
+            files.append(path.relative_to(root).as_posix())
+    return files
 
 
-def parse_options(layout: str, options: dict[str, Any]) -> Any:
-    """The layout's options model; a problem is a ``ValueError`` whose text starts with ``options.<key>``."""
-    model = OPTION_MODELS[layout]
-    try:
-        return model.model_validate(options)
-    except ValidationError as exc:
-        raise ValueError(format_validation_error(exc, "options").replace("options: ", "options.", 1)) from None
-
-
-def template_columns(layout: str, options: dict[str, Any], patient_id: str) -> list[str]:
-    """Table columns a template layout uses for paths (never features): the fields of its templates."""
-    parsed = parse_options(layout, options)
-    fields = template_fields(parsed.images) + template_fields(parsed.masks or "")
-    if layout == "files":
-        return [patient_id if f == ID_FIELD else f for f in fields if f != ID_FIELD] + [patient_id]
-    return list(dict.fromkeys(fields))
+def discover_templates(root: Path, jobs: list[tuple[str, dict[str, Any], list[Path]]], options: Any) -> Discovery:
+    """Image (and mask) files of every patient of a template layout: ``jobs`` are (patient id, its template
+    fields, the paths its images template matched)."""
+    discovery = Discovery()
+    for pid, fields, matches in jobs:
+        files = image_files(root, matches)
+        images = group_files(pid, files, discovery) if files else None
+        if images is None:
+            filled = fill(options.images, fields) or options.images
+            discovery.no_images[pid] = f"no image file matches {filled!r} (source.options.images)"
+            continue
+        if options.masks:
+            pattern = fill(options.masks, fields)
+            masks = [p for p in resolve(root, pattern) if p.is_file()] if pattern else []
+            images.mask = masks[0].relative_to(root).as_posix() if masks else None
+        discovery.patients[pid] = images
+    return discovery
