@@ -20,6 +20,7 @@ from mmtune.training.metrics import RunMetrics
 from mmtune.training.predictions import PredictionBuffer
 
 CONFIG_KEY = "mmtune_config"
+DATA_KEY = "mmtune_data"  # = mmtune.inference.spec.DATA_KEY
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -47,6 +48,7 @@ class MultiTaskModule(pl.LightningModule):
         self._train_sums = EpochMeans()
         self._val_sums = EpochMeans()
         self.last_predictions: dict[str, pd.DataFrame] = {}
+        self._data_spec: dict[str, Any] | None = None
 
     # ---- forward / losses -------------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Any], drop_modality: str | None = None) -> dict[str, torch.Tensor]:
@@ -188,6 +190,16 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.cfg.model_dump(mode="json")
+        checkpoint[DATA_KEY] = self.data_spec()
+
+    def data_spec(self) -> dict[str, Any]:
+        """What the model expects from data (``mmtune.inference.spec``), so ``mmtune predict`` / ``evaluate`` can
+        score it on another prepared data set without the training data; computed once."""
+        if self._data_spec is None:
+            from mmtune.inference.spec import spec_from_info
+
+            self._data_spec = spec_from_info(self.info).model_dump(mode="json")
+        return self._data_spec
 
 
 class EpochMeans:
