@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from mmtune.analysis.clinical import calibration as cal
 from mmtune.analysis.clinical import decision, operating
 from mmtune.analysis.clinical.tables import MACRO, choose_thresholds, flat_metrics, task_table
@@ -35,7 +34,7 @@ def test_brier_and_ece_match_sklearn():
     c5, _ = np.histogram(p, bins=np.linspace(0, 1, 5))
     assert cal.ece(y, p, 4) == pytest.approx(float(np.sum(c5[c5 > 0] * np.abs(o5 - p5)) / y.size), abs=1e-12)
     mean_pred, frac, sizes = cal.reliability(y, p, 10)
-    assert np.allclose(frac, observed) and sizes.sum() == y.size
+    assert np.allclose(frac, observed) and np.allclose(mean_pred, predicted) and sizes.sum() == y.size
 
 
 def test_calibration_intercept_and_slope_match_statsmodels():
@@ -58,9 +57,8 @@ def test_calibration_intercept_and_slope_match_statsmodels():
 
 
 def test_roc_and_operating_points_match_sklearn():
-    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
-
     from mmtune.analysis.clinical.tables import _ap, _auroc
+    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
     y, p = _data()
     p = np.round(p, 2)  # ties
@@ -117,9 +115,8 @@ def _frame(n: int = 240, seed: int = 0) -> pd.DataFrame:
 
 
 def test_task_table_binary_and_multiclass():
-    from sklearn.metrics import brier_score_loss, roc_auc_score
-
     from mmtune.analysis.stats import auc_ci
+    from sklearn.metrics import brier_score_loss, roc_auc_score
 
     frame = _frame()
     tasks = detect_tasks(list(frame.columns), dict(frame.dtypes))

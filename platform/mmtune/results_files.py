@@ -15,3 +15,12 @@ TRIAL_COLUMNS = (
     "predictions",
     "error",
 )
+
+# ``mmtune evaluate`` (``results/<name>/``): predictions (PREDICTIONS_FILE), flat metrics, the tidy tables with
+# intervals, what was evaluated, and the report.
+METRICS_FILE = "metrics.json"
+METRICS_TABLE_FILE = "metrics.csv"
+SUBGROUPS_FILE = "subgroups.csv"
+EVALUATION_FILE = "evaluation.json"
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "report.html"

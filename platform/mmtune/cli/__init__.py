@@ -13,7 +13,9 @@ import typer
 from mmtune.cli import ablate as ablate_cli
 from mmtune.cli import bench as bench_cli
 from mmtune.cli import data as data_cli
+from mmtune.cli import evaluate as evaluate_cli
 from mmtune.cli import listing as listing_cli
+from mmtune.cli import predict as predict_cli
 from mmtune.cli import report as report_cli
 from mmtune.cli import train as train_cli
 from mmtune.cli import tune as tune_cli
@@ -34,6 +36,8 @@ app.command("train")(train_cli.train)
 app.command("tune")(tune_cli.tune)
 app.command("ablate")(ablate_cli.ablate)
 app.command("report")(report_cli.report)
+app.command("predict")(predict_cli.predict)
+app.command("evaluate")(evaluate_cli.evaluate)
 
 
 def find_user_error(exc: BaseException) -> UserError | None:

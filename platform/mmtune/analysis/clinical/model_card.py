@@ -129,7 +129,7 @@ UNKNOWN_ITEMS = [
     "CLAIM 14-18)",
     "Sample size justification (TRIPOD+AI 9; CLAIM 19)",
     "Handling of missing data beyond mmtune's missing indicators, and its rationale (TRIPOD+AI 10)",
-    "Fairness: which groups were considered and why (TRIPOD+AI 14); subgroups are analysed below when defined",
+    "Fairness: which groups were considered and why (TRIPOD+AI 14); hospital and subgroup tables are in the report when defined",
     "Ethics approval, consent, patient and public involvement, funding, conflicts of interest (TRIPOD+AI 4, 24-27)",
     "Interpretation, limitations, clinical implications and the path to deployment (TRIPOD+AI 22-23; CLAIM 39-41)",
     "Code, model and data availability statements (TRIPOD+AI 18; CLAIM 42-44)",
