@@ -132,7 +132,10 @@ def test_registered_names_cover_the_required_components() -> None:
     assert required_backbones | {"resnet3d_10", "resnet3d_18", "densenet3d_121", "small_cnn3d"} <= set(
         BACKBONES.names()
     )
-    assert set(FUSIONS.names()) == {"image_only", "clinical_only", "concat", "late", "gated", "film", "cross_attention"}
+    assert set(FUSIONS.names()) == {
+        *("image_only", "clinical_only", "concat", "late", "gated", "film", "cross_attention"),
+        *("tensor", "lmf", "mfb", "early", "daft", "hemis"),
+    }
     assert set(HEADS.names()) == {k.value for k in TaskKind}
     assert {BACKBONES.entry(n).tags["dims"] for n in BACKBONES.names()} == {2, 3}
 

@@ -8,7 +8,7 @@ import typer
 
 CATEGORIES = ("backbones", "clinical_encoders", "fusions", "heads", "weightings", "tasks", "losses", "layouts")
 
-_TAG_ORDER = ("dims", "source", "min_size", "family", "head", "output", "default_loss", "kinds")
+_TAG_ORDER = ("dims", "source", "min_size", "family", "modalities", "head", "output", "default_loss", "kinds")
 
 
 def _tags(tags: dict[str, Any]) -> str:
@@ -55,7 +55,13 @@ def _rows(category: str) -> list[tuple[str, str, str, str]]:
         ]
     if category == "layouts":
         return [(e.name, *_layout_columns(e.factory), e.description) for e in registries[category]]
-    return [(e.name, _tags(e.tags), _params(e.factory), e.description) for e in registries[category]]
+    return [(e.name, _tags(_declared(e)), _params(e.factory), e.description) for e in registries[category]]
+
+
+def _declared(entry: Any) -> dict[str, Any]:
+    """Registry tags plus what a fusion declares about itself (the modalities it reads)."""
+    modalities = getattr(entry.factory, "modalities", None)
+    return {"modalities": modalities, **entry.tags} if modalities else dict(entry.tags)
 
 
 def _layout_columns(layout: Any) -> tuple[str, str]:

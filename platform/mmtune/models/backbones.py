@@ -43,6 +43,9 @@ class TimmEncoder(FeatureEncoder):
     def weights_module(self) -> nn.Module:
         return self.net
 
+    def stage_modules(self) -> list[nn.Module]:
+        return [self.net.get_submodule(info["module"]) for info in self.net.feature_info]
+
 
 def _register_timm(name: str, description: str, drop_path: bool = True) -> None:
     if drop_path:

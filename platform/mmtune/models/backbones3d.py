@@ -52,6 +52,9 @@ class MonaiResNetEncoder(FeatureEncoder):
     def pool(self, bottleneck: Tensor) -> Tensor:
         return _pool3d(bottleneck)
 
+    def stage_modules(self) -> list[nn.Module]:
+        return [self.net.act, *self._layers()]
+
     def weights_module(self) -> nn.Module:
         return self.net
 
@@ -82,6 +85,9 @@ class MonaiDenseNetEncoder(FeatureEncoder):
 
     def pool(self, bottleneck: Tensor) -> Tensor:
         return _pool3d(torch.relu(bottleneck))
+
+    def stage_modules(self) -> list[nn.Module]:
+        return [self.net.features.get_submodule(name) for name in self.taps]
 
     def weights_module(self) -> nn.Module:
         return self.net

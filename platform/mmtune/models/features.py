@@ -35,6 +35,11 @@ class FeatureEncoder(nn.Module):
     def weights_module(self) -> nn.Module:
         return self
 
+    def stage_modules(self) -> list[nn.Module]:
+        """The module whose output is each map (same order as ``features``): where fusions that condition the
+        image network from inside (``daft``) hook in. Backbones without this cannot host such fusions."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its stages")
+
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(self.features(x)[-1])
 

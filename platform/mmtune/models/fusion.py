@@ -8,8 +8,9 @@ evaluation); fusions that can, use ``present`` to ignore them.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -41,11 +42,44 @@ def _projection(width_in: int, width_out: int, dropout: float) -> nn.Sequential:
 
 
 class Fusion(nn.Module):
-    """Base class; subclasses set ``uses_image`` / ``uses_clinical`` and implement ``forward``."""
+    """Base class; subclasses declare ``modalities`` (once: ``uses_image`` / ``uses_clinical`` follow from it)
+    and implement ``forward``.
 
-    uses_image = True
-    uses_clinical = True
+    Fusions that act inside the image network say so with ``image_input_channels`` (extra input channels built
+    from the clinical values: early fusion) or by overriding ``attach`` / ``conditioning`` (DAFT hooks a stage);
+    ``needs_clinical_encoder = False`` when the clinical embedding is not read (no encoder is built).
+    """
+
+    modalities: ClassVar[tuple[str, ...]] = ("image", "clinical")
+    uses_image: ClassVar[bool] = True
+    uses_clinical: ClassVar[bool] = True
+    needs_clinical_encoder: ClassVar[bool] = True
     branches: tuple[str, ...] = ("fused",)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = set(cls.modalities) - {"image", "clinical"}
+        if unknown:
+            raise TypeError(f"{cls.__name__}.modalities: unknown {sorted(unknown)}")
+        cls.uses_image = "image" in cls.modalities
+        cls.uses_clinical = "clinical" in cls.modalities
+        cls.needs_clinical_encoder = cls.needs_clinical_encoder and cls.uses_clinical
+
+    @classmethod
+    def image_input_channels(cls, n_clinical: int) -> int:
+        """Extra input channels of the image network (early fusion); 0 for the others."""
+        return 0
+
+    def image_inputs(self, clinical: ClinicalFeatures) -> Tensor | None:
+        """``[B, extra]`` values broadcast as constant extra input channels (early fusion only)."""
+        return None
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Hook into the image encoder once it is built (DAFT); nothing by default."""
+
+    def conditioning(self, clinical: ClinicalFeatures | None) -> AbstractContextManager[None]:
+        """Context in which the image encoder runs conditioned on ``clinical`` (DAFT); a no-op by default."""
+        return nullcontext()
 
     def __init__(self, dims: FusionDims) -> None:
         super().__init__()
@@ -78,7 +112,7 @@ class NoFusion(Fusion):
     """Stand-in when every task is dense (segmentation / reconstruction): decoders read the image maps directly,
     so no fusion weights exist that no loss would reach (unused parameters break DDP)."""
 
-    uses_clinical = False
+    modalities = ("image",)
 
     def forward(self, image, clinical):
         return {}
@@ -87,11 +121,11 @@ class NoFusion(Fusion):
         return None
 
 
-@FUSIONS.register("image_only", needs_image=True, needs_clinical=False)
+@FUSIONS.register("image_only")
 class ImageOnly(Fusion):
     """Image embedding only (clinical features ignored): the imaging baseline"""
 
-    uses_clinical = False
+    modalities = ("image",)
 
     def __init__(self, dims: FusionDims, *, dropout: float = 0.0) -> None:
         super().__init__(dims)
@@ -101,11 +135,11 @@ class ImageOnly(Fusion):
         return {"fused": self.out(image.pooled)}
 
 
-@FUSIONS.register("clinical_only", needs_image=False, needs_clinical=True)
+@FUSIONS.register("clinical_only")
 class ClinicalOnly(Fusion):
     """Clinical embedding only (no image encoder is built): the tabular baseline"""
 
-    uses_image = False
+    modalities = ("clinical",)
 
     def __init__(self, dims: FusionDims, *, dropout: float = 0.0) -> None:
         super().__init__(dims)
@@ -115,7 +149,7 @@ class ClinicalOnly(Fusion):
         return {"fused": self.out(clinical.embedding)}
 
 
-@FUSIONS.register("concat", needs_image=True, needs_clinical=True)
+@FUSIONS.register("concat")
 class Concat(Fusion):
     """Intermediate fusion: concatenate image and clinical embeddings, then an MLP layer"""
 
@@ -127,7 +161,7 @@ class Concat(Fusion):
         return {"fused": self.out(torch.cat([image.pooled, clinical.embedding], dim=1))}
 
 
-@FUSIONS.register("late", needs_image=True, needs_clinical=True)
+@FUSIONS.register("late")
 class Late(Fusion):
     """Decision-level: one head set per modality, logits averaged or mixed with learned per-task weights"""
 
@@ -164,7 +198,7 @@ class Late(Fusion):
         return self.image_out
 
 
-@FUSIONS.register("gated", needs_image=True, needs_clinical=True)
+@FUSIONS.register("gated")
 class Gated(Fusion):
     """Gated multimodal unit (Arevalo et al. 2017): a learned per-sample, per-unit gate mixes the two modalities"""
 
@@ -188,7 +222,7 @@ class Gated(Fusion):
         return {"fused": self.out(mixed)}
 
 
-@FUSIONS.register("film", needs_image=True, needs_clinical=True, needs_maps=True)
+@FUSIONS.register("film", needs_maps=True)
 class FiLM(Fusion):
     """Clinical features scale and shift the image bottleneck maps per channel (FiLM; DAFT-style conditioning)
 
@@ -222,7 +256,7 @@ class FiLM(Fusion):
         return {"fused": self.out(torch.cat([pooled, clinical.embedding], dim=1))}
 
 
-@FUSIONS.register("cross_attention", needs_image=True, needs_clinical=True, needs_maps=True)
+@FUSIONS.register("cross_attention", needs_maps=True)
 class CrossAttention(Fusion):
     """Clinical feature tokens attend to image tokens (nn.MultiheadAttention), joined with both embeddings
 

@@ -8,6 +8,7 @@ back.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -66,8 +67,13 @@ class ImageEncoder(nn.Module):
             return pooled
         return self.mil(pooled.reshape(-1, self.group, pooled.shape[-1]))
 
-    def forward(self, image: Tensor) -> ImageFeatures:
+    def forward(self, image: Tensor, extra: Tensor | None = None) -> ImageFeatures:
+        """``extra``: ``[B, E]`` per-patient values appended as constant input channels (early fusion)."""
         x = self.fold(image)
+        if extra is not None and extra.shape[1]:
+            per_input = extra.repeat_interleave(self.group, dim=0) if self.group > 1 else extra
+            planes = per_input.view(*per_input.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, planes.to(x.dtype)], dim=1)
         maps = self.backbone.features(x)
         ones = image.new_ones(image.shape[0])
         return ImageFeatures(maps, self.pool(maps[-1]), self.group, self.pool, ones)
@@ -76,12 +82,14 @@ class ImageEncoder(nn.Module):
         return tuple(max(self.min_size, s) for s in image.shape[2:])
 
 
-def build_image_encoder(cfg: BackboneConfig, image: ImageInfo) -> ImageEncoder:
-    """Build the backbone named by ``cfg`` for data described by ``image``; load local weights if given."""
+def build_image_encoder(cfg: BackboneConfig, image: ImageInfo, extra_channels: int = 0) -> ImageEncoder:
+    """Build the backbone named by ``cfg`` for data described by ``image``; load local weights if given.
+
+    ``extra_channels``: constant input channels appended to the image (early fusion's clinical values)."""
     entry = BACKBONES.entry(cfg.name, "model.backbone.name")
     params = validate_params(entry, cfg.params, "model.backbone.params")
     check_backbone_layout(cfg, image, entry.tags.get("dims"))
-    in_chans = image.shape[0] if image.layout == "stack2d" and cfg.mode == "channels" else 1
+    in_chans = (image.shape[0] if image.layout == "stack2d" and cfg.mode == "channels" else 1) + extra_channels
     try:
         backbone = entry.factory(in_chans, **params)
     except ValueError as exc:  # a parameter value the factory refuses (a name it does not know is caught above)

@@ -81,17 +81,20 @@ class MultiTaskModel(nn.Module):
         reference = batch["image"] if "image" in batch else batch["clinical"]
         size, device = reference.shape[0], reference.device
         image_dropped, clinical_dropped = self._drop_masks(batch, size, device, drop)
-        raw = fused_view = None
-        if self.image_encoder is not None:
-            raw = self.image_encoder(batch["image"])
-            fused_view = raw.masked(1 - image_dropped) if self.fusion.uses_image else raw
         clinical = None
-        if self.clinical_encoder is not None:
+        if self.fusion.uses_clinical:
             keep = (1 - clinical_dropped).unsqueeze(1)
             values = batch["clinical"] * keep
             missing = batch["clinical_missing"] * keep + (1 - keep)
             present = 1 - missing.min(dim=1).values if missing.shape[1] else torch.zeros(size, device=device)
-            clinical = ClinicalFeatures(values, missing, self.clinical_encoder(values, missing), present)
+            embedding = self.clinical_encoder(values, missing) if self.clinical_encoder is not None else values[:, :0]
+            clinical = ClinicalFeatures(values, missing, embedding, present)
+        raw = fused_view = None
+        if self.image_encoder is not None:
+            extra = self.fusion.image_inputs(clinical) if clinical is not None else None
+            with self.fusion.conditioning(clinical):
+                raw = self.image_encoder(batch["image"], extra)
+            fused_view = raw.masked(1 - image_dropped) if self.fusion.uses_image else raw
         return raw, fused_view, clinical
 
     def forward_features(self, batch: Mapping[str, Any], drop_modality: Modality | None = None) -> dict[str, Tensor]:
@@ -156,9 +159,12 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
 
     if not vector:  # only dense tasks: nothing reads a fused vector, so build no fusion or clinical encoder
         fusion_cls, fusion_params = NoFusion, {}
-    image_encoder = build_image_encoder(cfg.backbone, image) if (fusion_cls.uses_image or dense) else None
+    extra_channels = fusion_cls.image_input_channels(n_clinical)
+    image_encoder = (
+        build_image_encoder(cfg.backbone, image, extra_channels) if (fusion_cls.uses_image or dense) else None
+    )
     clinical_encoder = None
-    if fusion_cls.uses_clinical:
+    if fusion_cls.needs_clinical_encoder:
         entry = CLINICAL_ENCODERS.entry(cfg.clinical_encoder.name, "model.clinical_encoder.name")
         c = cfg.clinical_encoder
         clinical_encoder = entry.factory(
@@ -175,6 +181,8 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
     )
     try:
         fusion = fusion_cls(dims, **fusion_params)
+        if image_encoder is not None:
+            fusion.attach(image_encoder)
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"model.fusion.params: {exc} (fusion {cfg.fusion.name!r})") from None
 

@@ -19,6 +19,9 @@ _POPULATING_MODULES = (
     "mmtune.models.unet",  # U-Net contracting path (designs: U-Net-style encoder-decoder)
     "mmtune.models.tabular",
     "mmtune.models.fusion",
+    "mmtune.models.fusion_factorized",
+    "mmtune.models.fusion_backbone",
+    "mmtune.models.fusion_missing",
     "mmtune.models.heads",
 )
 

@@ -40,5 +40,8 @@ class SmallCNN(FeatureEncoder):
             maps.append(x)
         return maps
 
+    def stage_modules(self) -> list[nn.Module]:
+        return list(self.stages)
+
     def pool(self, bottleneck: Tensor) -> Tensor:
         return bottleneck.flatten(2).mean(dim=2)

@@ -60,6 +60,9 @@ class UNetEncoder(FeatureEncoder):
             maps.append(down(maps[-1]))
         return maps
 
+    def stage_modules(self) -> list[nn.Module]:
+        return [self.stem, *self.downs]
+
     def pool(self, bottleneck: Tensor) -> Tensor:
         return bottleneck.flatten(2).mean(dim=2)
 
