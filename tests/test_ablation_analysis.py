@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from ablation_helpers import make_results
+from helpers.ablation import make_results
 from mmtune.analysis import ablation_stats as ab
 from mmtune.analysis.report import analyse
 from mmtune.analysis.results import load_study_data, split_metrics

@@ -6,10 +6,10 @@ import copy
 from pathlib import Path
 
 import pytest
+from helpers.rawdata import base_card, write_card
 from mmtune.config.card import load_card, load_card_with_source
 from mmtune.errors import ConfigError
 from mmtune.tasks import TaskKind
-from rawdata_helpers import base_card, write_card
 
 REPO = Path(__file__).resolve().parents[1]
 

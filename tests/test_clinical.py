@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.rawdata import base_card, write_card, write_csv
 from mmtune.config.card import ParseSpec, load_card
 from mmtune.data.clinical import Standardiser, build_clinical, parse_number, read_table
 from mmtune.data.labels import map_labels
 from mmtune.errors import DataError
-from rawdata_helpers import base_card, write_card, write_csv
 
 PARSE = ParseSpec()
 

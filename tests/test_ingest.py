@@ -8,12 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from mmtune.config.card import ImageSpec, Window, load_card
-from mmtune.data import images as im
-from mmtune.data.clinical import read_table
-from mmtune.data.decode import PatientDecoder
-from mmtune.data.layouts import discover
-from rawdata_helpers import (
+from helpers.rawdata import (
     base_card,
     make_ictcf,
     truncate,
@@ -23,6 +18,11 @@ from rawdata_helpers import (
     write_nifti,
     write_slices,
 )
+from mmtune.config.card import ImageSpec, Window, load_card
+from mmtune.data import images as im
+from mmtune.data.clinical import read_table
+from mmtune.data.decode import PatientDecoder
+from mmtune.data.layouts import discover
 
 WIDE = Window(center=0, width=4000)  # HU -2000..2000 -> 0..1
 

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import SYNTHETIC_CARD, TINY
+from helpers.rawdata import PHI_NAME, base_card, make_ictcf, truncate, write_card
 from mmtune.cli import main
 from mmtune.data import format as fmt
 from mmtune.data.prepare import prepare
-from rawdata_helpers import PHI_NAME, base_card, make_ictcf, truncate, write_card
 
 REPO = Path(__file__).resolve().parents[1]
 MORBIDITY_INDEX = {"control": 0, "type1": 1, "type2": 2}

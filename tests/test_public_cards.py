@@ -1,6 +1,6 @@
 """The public data sets' cards (datasets/*.yaml) on small synthetic copies in their exact documented layouts.
 
-Each card must prepare through the real pipeline (SimpleITK reads the DICOM / NIfTI that ``public_layouts`` wrote,
+Each card must prepare through the real pipeline (SimpleITK reads the DICOM / NIfTI that ``helpers.public_layouts`` wrote,
 Ray Data decodes) and give the right labels, masks, groups and splits; a card pointed at files of another layout,
 and malformed layout options or cells, are one-line errors with exit code 2 and leave nothing behind.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
+from helpers.public_layouts import write_aiforcovid, write_brixia, write_covid_ct_seg, write_mosmed
 from mmtune.cli import main
 from mmtune.data.format import decode_binary_column, read_manifest, shard_paths
-from public_layouts import write_aiforcovid, write_brixia, write_covid_ct_seg, write_mosmed
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 CXR = {"image.size": 32}

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from ablation_helpers import make_results, make_tuning_results
+from helpers.ablation import make_results, make_tuning_results
 from mmtune.analysis.report import write_report
 from mmtune.cli import main
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.tune import CURVE, result_epochs, trial_starts, write_space
 from mmtune.tuning.curve import curve_trial
 from mmtune.tuning.driver import run_study
 from mmtune.tuning.space import load_search_space
-from tune_helpers import CURVE, result_epochs, trial_starts, write_space
 
 FIFO_SPACE = {
     "model.fusion.name": {"grid": ["concat", "late", "gated"]},

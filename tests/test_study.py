@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ablation_helpers import study_yaml
+from helpers.ablation import study_yaml
 from mmtune.cli import main
 from mmtune.data.format import Manifest
 from mmtune.errors import ConfigError, DataError

@@ -16,12 +16,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.tune import CURVE, write_space
 from mmtune.cli import main
 from mmtune.config.run import load_run_config
 from mmtune.tuning.curve import curve_trial
 from mmtune.tuning.driver import StudyExistsError, run_study
 from mmtune.tuning.space import load_search_space
-from tune_helpers import CURVE, write_space
 
 SEARCHED = ["model.fusion.name", "weighting.name", "weighting.params.alpha", "optim.lr"]
 

@@ -1,9 +1,14 @@
-"""Names in a results directory (``results/<study>/``) that its writer (``mmtune.tuning.results``), the curve
-trainable and its reader (``mmtune.analysis.results``, which must not import Ray) agree on."""
+"""Names in a results directory (``results/<study>/``) and a run directory that their writers
+(``mmtune.training``, ``mmtune.tuning.results``, ``mmtune.tuning.ablation``, the curve trainable) and their reader
+(``mmtune.analysis.results``, which must not import Ray) agree on. Each name is defined here only."""
 
 from __future__ import annotations
 
-PREDICTIONS_FILE = "predictions.parquet"
+PREDICTIONS_FILE = "predictions.parquet"  # a run's / trial's per-patient predictions
+METRICS_FILE = "metrics.json"  # a run's / trial's final metrics
+TRIALS_FILE = "trials.parquet"  # a results directory's one row per trial
+CELLS_FILE = "cells.parquet"  # an ablation study's cells (factor levels per cell)
+STUDY_FILE = "study.yaml"  # an ablation study's file as run (after --set)
 TRIAL_COLUMNS = (
     "trial",
     "status",

@@ -29,7 +29,8 @@ from scipy.stats import rankdata
 
 from mmtune.analysis import stats
 from mmtune.analysis.results import DROPPED, StudyData, eval_rows, split_sizes
-from mmtune.analysis.task_metrics import BINARY, MULTICLASS, TaskColumns, higher_is_better, labelled, metric_function
+from mmtune.analysis.task_metrics import TaskColumns, higher_is_better, labelled, metric_function
+from mmtune.tasks import TaskKind
 
 LEVEL = 0.95
 BOOTSTRAPS = 1000
@@ -177,10 +178,10 @@ def patient_interval(data: StudyData, config: str, metric: str) -> tuple[float, 
     if fn is None or y.size < 4:
         return float("nan"), float("nan"), float("nan"), "-"
     try:
-        if task.kind == BINARY and name == "auroc":
+        if task.kind == TaskKind.BINARY and name == "auroc":
             res = stats.auc_ci(y, s, level=LEVEL, method="delong")
             return res.auc, res.lo, res.hi, "patients (DeLong)"
-        strata = y if task.kind in (BINARY, MULTICLASS) else None
+        strata = y if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS) else None
         boot = stats.bootstrap_ci(fn, y, s, stratify=strata, n_boot=BOOTSTRAPS, level=LEVEL, seed=0)
         return boot.estimate, boot.lo, boot.hi, "patients (bootstrap)"
     except (ValueError, stats.StatsInputError):
@@ -343,7 +344,7 @@ def pooled_delong(data: StudyData, effect_rows: pd.DataFrame) -> pd.DataFrame:
     seen: set[tuple[str, str, str]] = set()
     for _, eff in effect_rows[effect_rows["kind"] == "main"].iterrows():
         task = data.tasks.get(str(eff["metric"]).rpartition("/")[0])
-        if task is None or task.kind != BINARY or not str(eff["metric"]).endswith("/auroc"):
+        if task is None or task.kind != TaskKind.BINARY or not str(eff["metric"]).endswith("/auroc"):
             continue
         for a, b in _matching(levels, str(eff["factor"]), str(eff["level"]), str(eff["baseline"])):
             if (a, b, task.name) in seen:
@@ -406,7 +407,7 @@ def tuning_delong(data: StudyData, board: pd.DataFrame, top: int = 5) -> pd.Data
     rows = []
     for metric in data.metrics:
         task = data.tasks.get(metric.rpartition("/")[0])
-        if task is None or task.kind != BINARY or not metric.endswith("/auroc"):
+        if task is None or task.kind != TaskKind.BINARY or not metric.endswith("/auroc"):
             continue
         ranked = board[board["metric"] == metric].sort_values("rank", kind="mergesort")["config"].tolist()
         for other in ranked[1:top]:
@@ -486,7 +487,6 @@ def is_finite(value: Any) -> bool:
 
 __all__ = [
     "DROPPED",
-    "MULTICLASS",
     "RankTest",
     "Sizes",
     "aim_hashes",

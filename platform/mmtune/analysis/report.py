@@ -41,8 +41,9 @@ from mmtune.analysis.html import (
     to_markdown,
 )
 from mmtune.analysis.results import StudyData, load_study_data, split_metrics
-from mmtune.analysis.task_metrics import CLASS_KINDS, label_of, roc_panels
+from mmtune.analysis.task_metrics import label_of, roc_panels
 from mmtune.atomic import atomic_directory
+from mmtune.tasks import CLASSIFICATION_KINDS
 
 AIM_UI = "http://127.0.0.1:43800"
 TOP_ROC = 3
@@ -256,7 +257,7 @@ def roc_images(analysis: Analysis) -> dict[str, tuple[bytes, str]]:
     out: dict[str, tuple[bytes, str]] = {}
     seed = data.seeds[0] if data.seeds else None
     for name, task in data.tasks.items():
-        if task.kind not in CLASS_KINDS or f"{name}/auroc" not in data.metrics:
+        if task.kind not in CLASSIFICATION_KINDS or f"{name}/auroc" not in data.metrics:
             continue
         board = analysis.board[analysis.board["metric"] == f"{name}/auroc"].sort_values("rank", kind="mergesort")
         curves: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}

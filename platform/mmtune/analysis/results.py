@@ -22,11 +22,8 @@ import yaml
 
 from mmtune.analysis.task_metrics import TASKS_ATTR, TaskColumns, default_metrics, detect_tasks, metric_value
 from mmtune.errors import UserError
-from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS
+from mmtune.results_files import CELLS_FILE, PREDICTIONS_FILE, STUDY_FILE, TRIAL_COLUMNS, TRIALS_FILE
 
-TRIALS_FILE = "trials.parquet"
-CELLS_FILE = "cells.parquet"
-STUDY_FILE = "study.yaml"
 DROPPED = "modality_dropped"
 FINISHED = "TERMINATED"
 

@@ -16,15 +16,8 @@ import numpy as np
 import pandas as pd
 
 from mmtune.config.study import LOWER_IS_BETTER
+from mmtune.tasks import CLASSIFICATION_KINDS, TaskKind
 
-BINARY, MULTICLASS, MULTILABEL, REGRESSION, SEGMENTATION = (
-    "binary",
-    "multiclass",
-    "multilabel",
-    "regression",
-    "segmentation",
-)
-CLASS_KINDS = (BINARY, MULTICLASS, MULTILABEL)
 TASKS_ATTR = "mmtune_tasks"  # predictions.parquet ``attrs`` key: {task: {kind, classes}} (mmtune.training.predictions)
 NAMES = {
     "auroc": "AUROC",
@@ -62,29 +55,31 @@ def detect_tasks(
     out: dict[str, TaskColumns] = {}
     claimed: set[str] = set()
     for name, spec in (declared or {}).items():
-        if spec.get("kind") != MULTILABEL:
+        if spec.get("kind") != TaskKind.MULTILABEL:
             continue
         keys = [str(k) for k in spec.get("classes") or []]
         labels, scores = [f"y_{name}_{k}" for k in keys], [f"score_{name}_{k}" for k in keys]
         if keys and all(c in present for c in labels + scores):
-            out[name] = TaskColumns(name, MULTILABEL, labels, scores, keys)
+            out[name] = TaskColumns(name, TaskKind.MULTILABEL.value, labels, scores, keys)
             claimed.update(labels + scores)
     cols = [c for c in cols if c not in claimed]
     for col in cols:
         if col.startswith("dice_"):
             name = col[len("dice_") :]
-            out.setdefault(name, TaskColumns(name, SEGMENTATION, [], [col], []))
+            out.setdefault(name, TaskColumns(name, TaskKind.SEGMENTATION.value, [], [col], []))
             continue
         if not col.startswith("y_"):
             continue
         name = col[2:]
         if f"pred_{name}" in present:
             scores = [c for c in cols if c.startswith(f"score_{name}_")]
-            out[name] = TaskColumns(name, MULTICLASS, [col], scores, [c[len(f"score_{name}_") :] for c in scores])
+            out[name] = TaskColumns(
+                name, TaskKind.MULTICLASS.value, [col], scores, [c[len(f"score_{name}_") :] for c in scores]
+            )
         elif f"score_{name}" in present:
-            kind = BINARY
+            kind = TaskKind.BINARY.value
             if dtypes is not None and np.issubdtype(np.dtype(str(dtypes.get(col, "float64"))), np.floating):
-                kind = REGRESSION
+                kind = TaskKind.REGRESSION.value
             out[name] = TaskColumns(name, kind, [col], [f"score_{name}"], [])
     for col in cols:  # multilabel: y_<task>_<label> with a matching score and no y_<task>
         if not col.startswith("y_") or col[2:] in out:
@@ -99,8 +94,8 @@ def detect_tasks(
             continue
         entry = out.get(task)
         if entry is None:
-            out[task] = TaskColumns(task, MULTILABEL, [col], [f"score_{stem}"], [label])
-        elif entry.kind == MULTILABEL:
+            out[task] = TaskColumns(task, TaskKind.MULTILABEL.value, [col], [f"score_{stem}"], [label])
+        elif entry.kind == TaskKind.MULTILABEL:
             entry.labels.append(col)
             entry.scores.append(f"score_{stem}")
             entry.classes.append(label)
@@ -111,11 +106,11 @@ def default_metrics(tasks: dict[str, TaskColumns]) -> list[str]:
     """AUROC per classification task, MAE and Spearman per regression task, Dice per segmentation task."""
     out: list[str] = []
     for name, task in tasks.items():
-        if task.kind in CLASS_KINDS:
+        if task.kind in CLASSIFICATION_KINDS:
             out.append(f"{name}/auroc")
-        elif task.kind == REGRESSION:
+        elif task.kind == TaskKind.REGRESSION:
             out += [f"{name}/mae", f"{name}/spearman"]
-        elif task.kind == SEGMENTATION:
+        elif task.kind == TaskKind.SEGMENTATION:
             out.append(f"{name}/dice")
     return out
 
@@ -133,14 +128,14 @@ def label_of(metric_key: str) -> str:
 def labelled(frame: pd.DataFrame, task: TaskColumns) -> tuple[np.ndarray, np.ndarray]:
     """(labels, scores) of the patients labelled for ``task`` (binary/multiclass: y >= 0; others: finite y)."""
     y = frame[task.labels[0]].to_numpy()
-    if task.kind in (BINARY, MULTICLASS):
+    if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS):
         keep = np.asarray(y, dtype=float) >= 0
         y = np.asarray(y, dtype=float)[keep].astype(np.int64)
     else:
         keep = np.isfinite(np.asarray(y, dtype=float))
         y = np.asarray(y, dtype=float)[keep]
     scores = frame[task.scores].to_numpy(dtype=float)[keep]
-    return y, scores[:, 0] if scores.shape[1] == 1 and task.kind != MULTICLASS else scores
+    return y, scores[:, 0] if scores.shape[1] == 1 and task.kind != TaskKind.MULTICLASS else scores
 
 
 def metric_value(frame: pd.DataFrame, task: TaskColumns, metric: str) -> tuple[float, int]:
@@ -148,11 +143,11 @@ def metric_value(frame: pd.DataFrame, task: TaskColumns, metric: str) -> tuple[f
     fn = metric_function(task, metric)
     if fn is None:
         return float("nan"), 0
-    if task.kind == SEGMENTATION:
+    if task.kind == TaskKind.SEGMENTATION:
         values = frame[task.scores[0]].to_numpy(dtype=float)
         values = values[np.isfinite(values)]
         return (float(values.mean()) if values.size else float("nan")), int(values.size)
-    if task.kind == MULTILABEL:
+    if task.kind == TaskKind.MULTILABEL:
         return _multilabel(frame, task, metric)
     y, s = labelled(frame, task)
     if y.size == 0:
@@ -171,27 +166,27 @@ def metric_function(task: TaskColumns, metric: str) -> Callable[[np.ndarray, np.
     from mmtune.analysis.stats import roc_auc
 
     kind = task.kind
-    if kind in (BINARY, MULTILABEL):
+    if kind in (TaskKind.BINARY, TaskKind.MULTILABEL):
         table: dict[str, Callable] = {
             "auroc": lambda y, s: _defined(y, lambda: roc_auc(y, s)),
             "ap": lambda y, s: _defined(y, lambda: average_precision_score(y, s)),
             "accuracy": lambda y, s: float(np.mean((s >= 0.5) == (y == 1))),
         }
         return table.get(metric)
-    if kind == MULTICLASS:
+    if kind == TaskKind.MULTICLASS:
         table = {
             "auroc": lambda y, s: _defined(y, lambda: macro_auroc(y, s)),
             "accuracy": lambda y, s: float(np.mean(np.argmax(s, axis=1) == y)),
         }
         return table.get(metric)
-    if kind == REGRESSION:
+    if kind == TaskKind.REGRESSION:
         table = {
             "mae": lambda y, s: float(np.mean(np.abs(s - y))),
             "rmse": lambda y, s: float(np.sqrt(np.mean((s - y) ** 2))),
             "spearman": lambda y, s: float(spearmanr(y, s).statistic) if y.size > 2 else float("nan"),
         }
         return table.get(metric)
-    if kind == SEGMENTATION:
+    if kind == TaskKind.SEGMENTATION:
         return (lambda y, s: float("nan")) if metric == "dice" else None
     return None
 
@@ -223,7 +218,7 @@ def _defined(y: np.ndarray, compute: Callable[[], float]) -> float:
 def _multilabel(frame: pd.DataFrame, task: TaskColumns, metric: str) -> tuple[float, int]:
     values, counts = [], []
     for y_col, s_col in zip(task.labels, task.scores, strict=True):
-        part = TaskColumns(task.name, BINARY, [y_col], [s_col], [])
+        part = TaskColumns(task.name, TaskKind.BINARY.value, [y_col], [s_col], [])
         sub = frame[[y_col, s_col]].copy()
         sub[y_col] = np.where(np.isfinite(sub[y_col].to_numpy(dtype=float)), sub[y_col], -1)
         value, n = metric_value(sub, part, metric)
@@ -235,10 +230,10 @@ def _multilabel(frame: pd.DataFrame, task: TaskColumns, metric: str) -> tuple[fl
 
 def roc_panels(frame: pd.DataFrame, task: TaskColumns) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(panel title, binary labels, scores) per ROC panel: one for a binary task, one-vs-rest per class otherwise."""
-    if task.kind == BINARY:
+    if task.kind == TaskKind.BINARY:
         y, s = labelled(frame, task)
         return [(task.name, y, s)]
-    if task.kind == MULTICLASS:
+    if task.kind == TaskKind.MULTICLASS:
         y, s = labelled(frame, task)
         return [(f"{task.name}: {c} vs rest", (y == i).astype(np.int64), s[:, i]) for i, c in enumerate(task.classes)]
     return []

@@ -131,18 +131,29 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        out[key.strip()] = _number_or_same(value)
+        out[key.strip()] = yaml_number(value)
     return out
 
 
-def _number_or_same(value: Any) -> Any:
-    # YAML 1.1 reads ``1e-3`` as a string; users mean a float.
+def yaml_number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string; a user writing it (in ``--set`` or a search space) means the number."""
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
             return value
     return value
+
+
+def load_base(base: Any, path: Path) -> Any:
+    """``base:`` of a search space or study file: an inline mapping or a run config file (relative to the CWD,
+    else to ``path``'s folder)."""
+    if not isinstance(base, str):
+        return base
+    for candidate in (Path(base), path.parent / base):
+        if candidate.is_file():
+            return load_yaml(candidate)
+    raise ConfigError(f"{path}: base: run config file {base!r} not found")
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

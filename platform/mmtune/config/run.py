@@ -39,6 +39,11 @@ class CVConfig(StrictModel):
         return self
 
 
+def default_prepared_path(card: str | Path) -> Path:
+    """Where a card's prepared data go when ``data.path`` is not given: ``data/<card stem>_prepared``."""
+    return Path("data") / f"{Path(card).stem}_prepared"
+
+
 class DataConfig(StrictModel):
     """Which prepared data, which fold, how to batch."""
 

@@ -28,20 +28,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mmtune.config.loading import StrictModel
+from mmtune.config.loading import StrictModel, yaml_number
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 DISCRETE = ("choice", "grid")
-
-
-def _yaml_number(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` as a string; a user writing it in a search space means the number."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 class SpaceEntry(StrictModel):
@@ -62,7 +52,7 @@ class SpaceEntry(StrictModel):
     @classmethod
     def _numbers(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [_yaml_number(v) for v in value]
+            return [yaml_number(v) for v in value]
         return value
 
     @field_validator("when", mode="before")

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mmtune.config.loading import StrictModel, load_yaml, parse_overrides, set_dotted, validate
+from mmtune.config.loading import StrictModel, load_base, load_yaml, parse_overrides, set_dotted, validate
 from mmtune.config.search import ResourcesConfig, SearchDataConfig
 from mmtune.errors import ConfigError
 
@@ -210,23 +210,13 @@ def load_study_file(path: str | Path, overrides: list[str] | dict[str, Any] | No
     raw = load_yaml(path)
     if raw.get("kind") != "ablation":
         raise ConfigError(f"{path}: kind: expected `ablation` (got {raw.get('kind')!r}); is this a search space?")
-    raw["base"] = _load_base(raw.get("base"), path)
+    raw["base"] = load_base(raw.get("base"), path)
     items = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
     for key, value in items.items():
         _apply_override(raw, key, value)
     study = validate(StudyConfig, raw, str(path))
     check_levels(study, str(path))
     return study, raw
-
-
-def _load_base(base: Any, study_path: Path) -> Any:
-    """``base:`` is an inline mapping or a run config file (relative to the CWD, else to the study file)."""
-    if not isinstance(base, str):
-        return base
-    for candidate in (Path(base), study_path.parent / base):
-        if candidate.is_file():
-            return load_yaml(candidate)
-    raise ConfigError(f"{study_path}: base: run config file {base!r} not found")
 
 
 def _apply_override(raw: dict[str, Any], key: str, value: Any) -> None:

@@ -499,11 +499,6 @@ def shard_batches(shard: Any, info: DataInfo, batch_size: int, *, train: bool, a
     )
 
 
-def load_data_info(cfg: DataConfig, task_names: list[str]) -> DataInfo:
-    """Alias of :func:`resolve_data` under the name the training code reads best."""
-    return resolve_data(cfg, task_names)
-
-
 __all__ = [
     "DATASET",
     "HAS_MASK",
@@ -515,7 +510,6 @@ __all__ = [
     "fit_standardisers",
     "harmonise_table",
     "iterate_batches",
-    "load_data_info",
     "load_splits",
     "make_loader",
     "numpy_to_batch",

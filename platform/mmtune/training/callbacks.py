@@ -23,14 +23,13 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint
 
+from mmtune.results_files import METRICS_FILE, PREDICTIONS_FILE
 from mmtune.training.artifacts import write_metrics_json
 from mmtune.training.predictions import without_modality, write_predictions
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
 AIM_HASH_NAME = "aim_hash.txt"
 BEST_CHECKPOINT_NAME = "best.ckpt"
-PREDICTIONS_NAME = "predictions.parquet"
-METRICS_NAME = "metrics.json"
 
 Reporter = Callable[[dict[str, Any], Any], None]
 
@@ -113,7 +112,7 @@ class TrialReporter(Checkpoint):
             self.best, self.best_epoch = value, epoch
             self.best_metrics = {k: v for k, v in metrics.items() if k.startswith("val/")}
             if trainer.is_global_zero:  # the val predictions of this epoch are at hand: keep them
-                write_predictions(self.trial_dir / PREDICTIONS_NAME, [pl_module.last_predictions.get("val")])
+                write_predictions(self.trial_dir / PREDICTIONS_FILE, [pl_module.last_predictions.get("val")])
         if trainer.is_global_zero:
             self._write_metrics(epoch, aim_hash)
         report = dict(metrics)
@@ -164,13 +163,13 @@ class TrialReporter(Checkpoint):
                 frames.append(frame)
         robust, robust_frames = without_modality(pl_module, loaders)
         metrics.update(robust)
-        write_predictions(self.trial_dir / PREDICTIONS_NAME, frames + robust_frames)
+        write_predictions(self.trial_dir / PREDICTIONS_FILE, frames + robust_frames)
         self.best_metrics = metrics
         self._write_metrics(epochs, self.aim_hash(), final=True)
 
     def _write_metrics(self, epochs: int, aim_hash: str | None, final: bool = False) -> None:
         write_metrics_json(
-            self.trial_dir / METRICS_NAME,
+            self.trial_dir / METRICS_FILE,
             self.best_metrics,
             epochs=epochs,
             best_epoch=self.best_epoch,

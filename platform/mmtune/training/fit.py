@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.atomic import atomic_directory
-from mmtune.config.run import RunConfig
+from mmtune.config.run import RunConfig, default_prepared_path
 from mmtune.data.multisource import DataInfo
 from mmtune.errors import ConfigError
+from mmtune.results_files import METRICS_FILE, PREDICTIONS_FILE
 
 CONFIG_NAME = "config.yaml"
-METRICS_NAME = "metrics.json"
-PREDICTIONS_NAME = "predictions.parquet"
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 
 
@@ -51,7 +50,7 @@ def prepare_if_needed(cfg: RunConfig) -> RunConfig:
         return cfg
     if isinstance(data.path, list):
         return cfg
-    out = Path(data.path) if data.path else Path("data") / f"{Path(data.card).stem}_prepared"
+    out = Path(data.path) if data.path else default_prepared_path(data.card)
     if not (out / "manifest.json").is_file():
         from mmtune.data.prepare import prepare
 
@@ -235,9 +234,9 @@ def fit(
                 logger.log_metrics({k: v for k, v in test_metrics.items()}, step=trainer.global_step)
                 aim_hash = logger.run_hash
             epochs = trainer.current_epoch
-            write_predictions(tmp / PREDICTIONS_NAME, [val_frame, test_frame, *robust_frames])
+            write_predictions(tmp / PREDICTIONS_FILE, [val_frame, test_frame, *robust_frames])
             write_metrics_json(
-                tmp / METRICS_NAME,
+                tmp / METRICS_FILE,
                 metrics,
                 epochs=epochs,
                 best_epoch=best_epoch,
@@ -258,8 +257,8 @@ def fit(
         paths={
             "config": final / CONFIG_NAME,
             "checkpoint": final / BEST_CHECKPOINT,
-            "metrics": final / METRICS_NAME,
-            "predictions": final / PREDICTIONS_NAME,
+            "metrics": final / METRICS_FILE,
+            "predictions": final / PREDICTIONS_FILE,
         },
     )
 

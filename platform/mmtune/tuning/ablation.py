@@ -30,6 +30,7 @@ from mmtune.config.search import SchedulerConfig, SearchAlgConfig, SearchSpaceCo
 from mmtune.config.study import StudyConfig, load_study_file
 from mmtune.console import err_console
 from mmtune.errors import ConfigError, DataError, UserError
+from mmtune.results_files import CELLS_FILE, STUDY_FILE
 from mmtune.tuning.cells import (
     Design,
     Replicate,
@@ -41,8 +42,6 @@ from mmtune.tuning.cells import (
 )
 from mmtune.tuning.space import absolute_path, absolute_paths, merge_data
 
-STUDY_FILE = "study.yaml"
-CELLS_FILE = "cells.parquet"
 RUNS_FILE = "runs.jsonl"
 
 
@@ -105,16 +104,6 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     study = Study(path, config, raw, name, base, space)
     _check_cells_pydantic(study)
     return study
-
-    data = base.get("data") if isinstance(base.get("data"), dict) else None
-    if data is None:
-        data = {}
-        base["data"] = data
-    for key in ("path", "card", "source"):
-        value = getattr(config.data, key)
-        if value is not None:
-            data[key] = value
-    return base
 
 
 def _find_card(base: dict[str, Any], study_path: Path) -> None:

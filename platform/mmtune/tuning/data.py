@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmtune.config.run import default_prepared_path
 from mmtune.config.search import SynthSpec
 from mmtune.console import err_console
 from mmtune.data.format import Manifest, read_manifest
@@ -51,7 +52,7 @@ def plan_data(space: SearchSpace) -> DataPlan:
         return DataPlan(paths, card, source, synth, manifests)
     if data.get("path") is None:
         assert card is not None  # DataConfig requires path or card
-        data["path"] = str((Path("data") / f"{card.stem}_prepared").resolve())
+        data["path"] = str(default_prepared_path(card).resolve())
     path = Path(data["path"])
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         return DataPlan([path], card, source, synth, read_manifest(path))

@@ -26,7 +26,7 @@ import yaml
 from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from mmtune.config.loading import get_dotted
 from mmtune.console import console
-from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS
+from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS, TRIALS_FILE
 from mmtune.tuning.space import RUN_KEY, SearchSpace, strip_inactive
 
 FINISHED = ("TERMINATED", "ERROR")
@@ -48,7 +48,7 @@ class StudyPaths:
 
     @property
     def trials_parquet(self) -> Path:
-        return self.root / "trials.parquet"
+        return self.root / TRIALS_FILE
 
     @property
     def best_config(self) -> Path:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from mmtune.config.loading import (
     format_validation_error,
     get_dotted,
+    load_base,
     load_yaml,
     parse_overrides,
     set_dotted,
@@ -75,7 +76,7 @@ def load_search_space(
     """Load, override (``--set k=v``) and validate a search-space file; no registry or data checks yet."""
     path = Path(path)
     raw = load_yaml(path)
-    raw["base"] = _load_base(raw.get("base"), path)
+    raw["base"] = load_base(raw.get("base"), path)
     items = parse_overrides(list(overrides)) if isinstance(overrides, list) else dict(overrides or {})
     for key, value in items.items():
         _apply_override(raw, key, value)
@@ -111,16 +112,6 @@ def load_search_space(
     _check_nesting(space)
     space.order = _dependency_order(space)
     return space
-
-
-def _load_base(base: Any, space_path: Path) -> Any:
-    """``base:`` is an inline mapping or a run config file (relative to the CWD, else to the space file)."""
-    if not isinstance(base, str):
-        return base
-    for candidate in (Path(base), space_path.parent / base):
-        if candidate.is_file():
-            return load_yaml(candidate)
-    raise ConfigError(f"{space_path}: base: run config file {base!r} not found")
 
 
 def _apply_override(raw: dict[str, Any], key: str, value: Any) -> None:

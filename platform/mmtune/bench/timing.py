@@ -1,6 +1,6 @@
 """Forward + backward time of every registered backbone at a fixed tiny size, for choosing search spaces.
 
-``python -m mmtune.models.timing [--batch 8] [--threads 1] [--repeats 5] [NAME ...]`` prints one JSON object:
+``python -m mmtune.bench.timing [--batch 8] [--threads 1] [--repeats 5] [NAME ...]`` prints one JSON object:
 per backbone (and 2D mode) the median wall and process-CPU milliseconds of one forward+backward pass of an
 image-only binary model on random ``[B, 4, 32, 32]`` stacks (``[B, 1, 16, 16, 16]`` volumes), plus the parameter
 count. CPU time is the steadier figure on a shared machine.
