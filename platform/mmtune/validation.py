@@ -38,7 +38,7 @@ def check_run_config(
     from mmtune.losses.tasks import allowed_losses
     from mmtune.models.image_encoder import check_backbone_layout
     from mmtune.models.multitask import check_model_combination
-    from mmtune.models.registries import BACKBONES, CLINICAL_ENCODERS, FUSIONS
+    from mmtune.models.registries import BACKBONES, CLINICAL_ENCODERS, FUSIONS, SHARINGS
     from mmtune.registry import validate_params
 
     load_registries()
@@ -49,6 +49,8 @@ def check_run_config(
     CLINICAL_ENCODERS.check(model.clinical_encoder.name, "model.clinical_encoder.name")
     fusion = FUSIONS.entry(model.fusion.name, "model.fusion.name")
     validate_params(fusion, model.fusion.params, "model.fusion.params")
+    sharing = SHARINGS.entry(model.sharing, "model.sharing")
+    validate_params(sharing, model.sharing_params, "model.sharing_params")
     weighting = WEIGHTINGS.entry(cfg.weighting.name, "weighting.name")
     weighting_params = validate_params(weighting, cfg.weighting.params, "weighting.params")
 

@@ -6,7 +6,17 @@ from typing import Any
 
 import typer
 
-CATEGORIES = ("backbones", "clinical_encoders", "fusions", "heads", "weightings", "tasks", "losses", "layouts")
+CATEGORIES = (
+    "backbones",
+    "clinical_encoders",
+    "fusions",
+    "heads",
+    "sharings",
+    "weightings",
+    "tasks",
+    "losses",
+    "layouts",
+)
 
 _TAG_ORDER = ("dims", "source", "min_size", "family", "modalities", "head", "output", "default_loss", "kinds")
 

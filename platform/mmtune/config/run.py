@@ -132,6 +132,10 @@ class ModelConfig(StrictModel):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     clinical_encoder: ClinicalEncoderConfig = Field(default_factory=ClinicalEncoderConfig)
     fusion: FusionConfig = Field(default_factory=FusionConfig)
+    sharing: str = Field(
+        "hard", description="how vector tasks share the fused vector: hard, mmoe, cgc, cross_stitch (mmtune list)"
+    )
+    sharing_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the sharing")
     head: HeadConfig = Field(default_factory=HeadConfig)
 
 

@@ -21,7 +21,7 @@ from mmtune.models.features import ClinicalFeatures, ImageFeatures
 from mmtune.models.fusion import Fusion, FusionDims, NoFusion
 from mmtune.models.heads import DenseLayout
 from mmtune.models.image_encoder import ImageEncoder, build_image_encoder
-from mmtune.models.registries import CLINICAL_ENCODERS, FUSIONS, HEADS
+from mmtune.models.registries import CLINICAL_ENCODERS, FUSIONS, HEADS, SHARINGS
 from mmtune.registry import validate_params
 from mmtune.tasks import DENSE_KINDS, TaskKind, TaskSpec
 
@@ -41,6 +41,7 @@ class MultiTaskModel(nn.Module):
         heads: nn.ModuleDict,
         dense_heads: nn.ModuleDict,
         modality_dropout: float = 0.0,
+        sharing: nn.ModuleDict | None = None,
     ) -> None:
         super().__init__()
         self.tasks = list(tasks)
@@ -50,6 +51,7 @@ class MultiTaskModel(nn.Module):
         self.heads = heads  # branch -> task -> head
         self.dense_heads = dense_heads  # task -> decoder
         self.modality_dropout = modality_dropout
+        self.sharing = sharing  # branch -> sharing module (None: hard parameter sharing)
 
     @property
     def task_names(self) -> list[str]:
@@ -107,8 +109,14 @@ class MultiTaskModel(nn.Module):
         outputs: dict[str, Tensor] = {}
         if len(self.heads[self.fusion.branches[0]]):
             branches = self.fusion(image, clinical)
+            per_task = {
+                b: self.sharing[b](branches[b])
+                if self.sharing is not None
+                else dict.fromkeys(self.heads[b], branches[b])
+                for b in self.fusion.branches
+            }
             for name in self.heads[self.fusion.branches[0]]:
-                per_branch = {b: self.heads[b][name](branches[b]) for b in self.fusion.branches}
+                per_branch = {b: self.heads[b][name](per_task[b][name]) for b in self.fusion.branches}
                 outputs[name] = self.fusion.combine(name, per_branch, image, clinical)
         if len(self.dense_heads):
             assert raw is not None and self.image_encoder is not None
@@ -125,7 +133,16 @@ class MultiTaskModel(nn.Module):
         for module in (self.image_encoder, self.clinical_encoder):
             if module is not None:
                 params += list(module.parameters())
-        return params + self.fusion.shared_parameters()
+        params += self.fusion.shared_parameters()
+        if self.sharing is not None:
+            own = {id(p) for t in self.task_names for p in self._sharing_task_parameters(t)}
+            params += [p for p in self.sharing.parameters() if id(p) not in own]
+        return params
+
+    def _sharing_task_parameters(self, name: str) -> list[nn.Parameter]:
+        if self.sharing is None:
+            return []
+        return [p for module in self.sharing.values() if name in module.tasks for p in module.task_parameters(name)]
 
     def task_parameters(self, name: str) -> list[nn.Parameter]:
         """Parameters that only ``name``'s loss reaches (its heads / decoder)."""
@@ -137,7 +154,7 @@ class MultiTaskModel(nn.Module):
                 params += list(branch[name].parameters())
         if name in self.dense_heads:
             params += list(self.dense_heads[name].parameters())
-        return params + self.fusion.task_parameters(name)
+        return params + self.fusion.task_parameters(name) + self._sharing_task_parameters(name)
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """The last shared layer (where GradNorm measures per-task gradient norms)."""
@@ -186,6 +203,7 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"model.fusion.params: {exc} (fusion {cfg.fusion.name!r})") from None
 
+    sharing = build_sharing(cfg, fusion, [t.name for t in vector])
     heads = nn.ModuleDict({branch: nn.ModuleDict() for branch in fusion.branches})
     for task in vector:
         factory = HEADS.get(task.kind.value, f"tasks.{task.name}")
@@ -201,14 +219,36 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
             factory = HEADS.get(task.kind.value, f"tasks.{task.name}")
             dense_heads[task.name] = factory(task, layout, width=cfg.head.decoder_width)
     return MultiTaskModel(
-        tasks, image_encoder, clinical_encoder, fusion, heads, dense_heads, cfg.fusion.modality_dropout
+        tasks, image_encoder, clinical_encoder, fusion, heads, dense_heads, cfg.fusion.modality_dropout, sharing
     )
+
+
+def build_sharing(cfg: ModelConfig, fusion: Fusion, vector_tasks: list[str]) -> nn.ModuleDict | None:
+    """One sharing module per fusion branch on the fused vector (``None`` for hard sharing or no vector task)."""
+    entry = SHARINGS.entry(cfg.sharing, "model.sharing")
+    params = validate_params(entry, cfg.sharing_params, "model.sharing_params")
+    if not vector_tasks or not fusion.branches:
+        return None
+    try:
+        modules = {b: entry.factory(fusion.out_dim, vector_tasks, **params) for b in fusion.branches}
+    except ValueError as exc:
+        raise ConfigError(f"model.sharing: {cfg.sharing!r} {exc}") from None
+    if any(m is None for m in modules.values()):
+        return None
+    return nn.ModuleDict(modules)
 
 
 def check_model_combination(cfg: ModelConfig, n_clinical: int, tasks: list[TaskSpec]) -> None:
     """Incompatible fusion / data / task combinations, as one-line errors naming the YAML key."""
     entry = FUSIONS.entry(cfg.fusion.name, "model.fusion.name")
     fusion_cls = entry.factory
+    SHARINGS.check(cfg.sharing, "model.sharing")
+    vector = [t.name for t in tasks if t.kind not in DENSE_KINDS]
+    if cfg.sharing != "hard" and len(vector) < 2:
+        raise ConfigError(
+            f"model.sharing: {cfg.sharing!r} shares the fused vector between tasks but the run has "
+            f"{len(vector)} classification/regression task(s) ({', '.join(vector) or 'none'}); use 'hard'"
+        )
     if fusion_cls.uses_clinical and n_clinical == 0:
         usable = [e.name for e in FUSIONS if not e.factory.uses_clinical]
         raise ConfigError(

@@ -12,6 +12,7 @@ BACKBONES: Registry = Registry("backbone")
 CLINICAL_ENCODERS: Registry = Registry("clinical encoder")
 FUSIONS: Registry = Registry("fusion")
 HEADS: Registry = Registry("head")
+SHARINGS: Registry = Registry("sharing")
 
 _POPULATING_MODULES = (
     "mmtune.models.backbones",
@@ -23,6 +24,7 @@ _POPULATING_MODULES = (
     "mmtune.models.fusion_backbone",
     "mmtune.models.fusion_missing",
     "mmtune.models.heads",
+    "mmtune.models.sharing",
 )
 
 
@@ -37,4 +39,5 @@ def load_registries() -> dict[str, Registry]:
         "clinical_encoders": CLINICAL_ENCODERS,
         "fusions": FUSIONS,
         "heads": HEADS,
+        "sharings": SHARINGS,
     }
