@@ -75,7 +75,8 @@ def test_every_shipped_run_config_passes_the_component_checks():
 def test_every_shipped_search_space_and_study_validates_against_the_registries():
     import yaml
     from mmtune.tuning.ablation import check_registries, expand_with_data, load_study
-    from mmtune.tuning.space import check_candidates, load_search_space
+    from mmtune.tuning.candidates import check_candidates
+    from mmtune.tuning.space import load_search_space
 
     spaces = _shipped("search_spaces")
     assert "quickstart.yaml" in {p.name for p in spaces}

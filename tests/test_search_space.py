@@ -16,16 +16,11 @@ import pytest
 import yaml
 from mmtune.config.run import RunConfig
 from mmtune.errors import ConfigError, DataError
-from mmtune.tuning.space import (
-    INACTIVE,
-    RUN_KEY,
-    OptunaSpace,
-    check_candidates,
-    count_combinations,
-    load_search_space,
-    param_space,
-    trial_count,
-)
+from mmtune.trial_config import INACTIVE, RUN_KEY
+from mmtune.tuning.candidates import check_candidates
+from mmtune.tuning.combinations import count_combinations, trial_count
+from mmtune.tuning.searchers import OptunaSpace, param_space
+from mmtune.tuning.space import load_search_space
 
 BASE = {
     "data": {"path": "PREPARED"},

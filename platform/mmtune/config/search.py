@@ -19,7 +19,7 @@ Example::
 
 This module only checks the *shape* of the file (pydantic, one-line errors with key paths). That every space
 key exists in the run config, that every sampled name is registered and that some combination is valid is
-checked by ``mmtune.tuning.space`` before anything is submitted to Ray.
+checked by ``mmtune.tuning`` (``space``, ``keypaths``, ``candidates``) before anything is submitted to Ray.
 """
 
 from __future__ import annotations

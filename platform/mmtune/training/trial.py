@@ -1,17 +1,10 @@
 """The Ray Tune function trainable: one trial = one training run, reported every epoch with a checkpoint.
 
-``config`` (the trial's Tune config) carries:
-
-* ``run``: the run-config dict; top-level dotted keys (``"model.fusion.name": "gated"``) are applied onto it, so a
-  driver may put sampled values either inside ``run`` or beside it;
-* ``resources``: ``workers`` (default 1), ``cpus_per_worker`` (1), ``gpus_per_worker`` (0), ``use_gpu``,
-  ``mode`` (``auto`` = inline for one worker, Ray Train otherwise; ``inline``; ``ray_train``);
-* ``mmtune``: driver metadata; ``mmtune.fault = {kill_at_epoch, marker}`` (tests) SIGKILLs the trial (inline) or
-  the rank-0 worker (Ray Train) once, right after that epoch's checkpoint was reported;
-* metadata: ``study``, ``trial_name`` (default: Tune's), ``aim_repo`` (absolute; overrides
-  ``run.tracking.aim_repo``), ``trial_dir`` or ``results_dir`` (artefacts go to ``trial_dir``, else
-  ``results_dir/trials/<trial_name>``, else Tune's trial directory), ``train_storage_path`` (Ray Train runs;
-  default ``<trial_dir>/ray_train``).
+``config`` (the trial's Tune config) follows the contract in :mod:`mmtune.trial_config` (its keys are defined
+there only): ``run`` (top-level dotted keys are applied onto it, so a driver may put sampled values either inside
+``run`` or beside it), ``resources``, ``mmtune`` (``mmtune.fault = {kill_at_epoch, marker}`` (tests) SIGKILLs the
+trial (inline) or the rank-0 worker (Ray Train) once, right after that epoch's checkpoint was reported), and
+``study``, ``trial_name`` (default: Tune's), ``aim_repo``, ``trial_dir`` / ``results_dir``, ``train_storage_path``.
 
 One worker runs the Lightning loop inline in the trial (no worker-group start, in-memory data). More workers run a
 Ray Train ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU) over Ray Data shards; its per-epoch ``ray.train.report``
@@ -31,9 +24,23 @@ from typing import Any
 
 from mmtune.config.loading import apply_overrides, validate
 from mmtune.config.run import RunConfig
-
-META_KEYS = frozenset(
-    {"run", "resources", "study", "trial_name", "aim_repo", "trial_dir", "results_dir", "train_storage_path", "mmtune"}
+from mmtune.trial_config import (
+    AIM_REPO_KEY,
+    CPUS_PER_WORKER,
+    FAULT_KEY,
+    GPUS_PER_WORKER,
+    META_KEYS,
+    MODE,
+    RESOURCES_KEY,
+    RESULTS_DIR_KEY,
+    RUN_KEY,
+    STUDY_KEY,
+    TRAIN_STORAGE_KEY,
+    TRIAL_DIR_KEY,
+    TRIAL_META_KEY,
+    TRIAL_NAME_KEY,
+    USE_GPU,
+    WORKERS,
 )
 
 
@@ -60,11 +67,11 @@ class TrialSetup:
 
 def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
     """The trial's ``RunConfig``: ``config["run"]`` with the top-level dotted keys applied; ``aim_repo`` wins."""
-    run = copy.deepcopy(dict(config.get("run") or {}))
+    run = copy.deepcopy(dict(config.get(RUN_KEY) or {}))
     overrides = {k: v for k, v in config.items() if k not in META_KEYS and "." in k}
     apply_overrides(run, overrides)
-    if config.get("aim_repo"):
-        run.setdefault("tracking", {})["aim_repo"] = str(Path(config["aim_repo"]).expanduser().resolve())
+    if config.get(AIM_REPO_KEY):
+        run.setdefault("tracking", {})["aim_repo"] = str(Path(config[AIM_REPO_KEY]).expanduser().resolve())
     return validate(RunConfig, run, "trial config")
 
 
@@ -76,33 +83,33 @@ def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
 
     cfg = resolved_config(trial_run_config(config))
     context = tune.get_context()
-    trial_name = str(config.get("trial_name") or context.get_trial_name() or cfg.name)
-    if config.get("trial_dir"):
-        trial_dir = Path(config["trial_dir"])
-    elif config.get("results_dir"):
-        trial_dir = Path(config["results_dir"]) / "trials" / trial_name
+    trial_name = str(config.get(TRIAL_NAME_KEY) or context.get_trial_name() or cfg.name)
+    if config.get(TRIAL_DIR_KEY):
+        trial_dir = Path(config[TRIAL_DIR_KEY])
+    elif config.get(RESULTS_DIR_KEY):
+        trial_dir = Path(config[RESULTS_DIR_KEY]) / "trials" / trial_name
     else:
         trial_dir = Path(context.get_trial_dir())
     trial_dir = trial_dir.expanduser().resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
-    res = dict(config.get("resources") or {})
-    gpus = float(res.get("gpus_per_worker", 0) or 0)
-    use_gpu = bool(res.get("use_gpu", gpus > 0))
+    res = dict(config.get(RESOURCES_KEY) or {})
+    gpus = float(res.get(GPUS_PER_WORKER, 0) or 0)
+    use_gpu = bool(res.get(USE_GPU, gpus > 0))
     if use_gpu and gpus == 0:
         gpus = 1.0
-    storage = Path(config.get("train_storage_path") or trial_dir / "ray_train").expanduser().resolve()
+    storage = Path(config.get(TRAIN_STORAGE_KEY) or trial_dir / "ray_train").expanduser().resolve()
     return TrialSetup(
         cfg=cfg,
-        study=str(config.get("study") or cfg.tracking.experiment),
+        study=str(config.get(STUDY_KEY) or cfg.tracking.experiment),
         trial_name=trial_name,
         trial_dir=trial_dir,
-        workers=max(1, int(res.get("workers", 1))),
-        cpus_per_worker=float(res.get("cpus_per_worker", 1)),
+        workers=max(1, int(res.get(WORKERS, 1))),
+        cpus_per_worker=float(res.get(CPUS_PER_WORKER, 1)),
         gpus_per_worker=gpus,
         use_gpu=use_gpu,
-        mode=str(res.get("mode", "auto")),
+        mode=str(res.get(MODE, "auto")),
         train_storage_path=storage,
-        fault=dict((config.get("mmtune") or {}).get("fault") or {}) or None,
+        fault=dict((config.get(TRIAL_META_KEY) or {}).get(FAULT_KEY) or {}) or None,
     )
 
 
@@ -116,11 +123,11 @@ def trial_resources(resources: Mapping[str, Any] | None) -> dict[str, float]:
     """What the Tune trial itself must reserve: the whole worker for an inline trial, nothing for a Ray Train
     trial (its workers reserve their own CPUs/GPUs; a trial holding CPUs would starve them, see DESIGN.md)."""
     res = dict(resources or {})
-    workers = max(1, int(res.get("workers", 1)))
-    mode = str(res.get("mode", "auto"))
+    workers = max(1, int(res.get(WORKERS, 1)))
+    mode = str(res.get(MODE, "auto"))
     if mode == "inline" or (mode == "auto" and workers <= 1):
-        gpus = float(res.get("gpus_per_worker", 0) or (1 if res.get("use_gpu") else 0))
-        out = {"cpu": float(res.get("cpus_per_worker", 1))}
+        gpus = float(res.get(GPUS_PER_WORKER, 0) or (1 if res.get(USE_GPU) else 0))
+        out = {"cpu": float(res.get(CPUS_PER_WORKER, 1))}
         if gpus:
             out["gpu"] = gpus
         return out
@@ -239,12 +246,12 @@ def run_ray_train(setup: TrialSetup) -> Any:
     if setup.use_gpu:
         per_worker["GPU"] = setup.gpus_per_worker
     loop_config = {
-        "run": setup.cfg.model_dump(mode="json"),
-        "study": setup.study,
-        "trial_name": setup.trial_name,
-        "trial_dir": str(setup.trial_dir),
-        "use_gpu": setup.use_gpu,
-        "fault": setup.fault,
+        RUN_KEY: setup.cfg.model_dump(mode="json"),
+        STUDY_KEY: setup.study,
+        TRIAL_NAME_KEY: setup.trial_name,
+        TRIAL_DIR_KEY: str(setup.trial_dir),
+        USE_GPU: setup.use_gpu,
+        FAULT_KEY: setup.fault,
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -277,9 +284,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from mmtune.training.module import MultiTaskModule
 
     quiet_ray_data()
-    cfg = RunConfig.model_validate(loop_config["run"])
-    use_gpu = bool(loop_config.get("use_gpu"))
-    trial_name = loop_config["trial_name"]
+    cfg = RunConfig.model_validate(loop_config[RUN_KEY])
+    use_gpu = bool(loop_config.get(USE_GPU))
+    trial_name = loop_config[TRIAL_NAME_KEY]
     info = resolve_data(cfg.data, cfg.task_names)
     setup_process(cfg)
     rank = ray.train.get_context().get_world_rank()
@@ -293,17 +300,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     test = make_loader(held_out["test"], info, cfg.data, train=False) if rank == 0 else None
     module = MultiTaskModule(cfg, info)
     ckpt_path, aim_hash = restore_checkpoint(ray.train.get_checkpoint())
-    logger = make_aim_logger(cfg, run_name=trial_name, study=loop_config["study"], trial=trial_name, run_hash=aim_hash)
+    logger = make_aim_logger(
+        cfg, run_name=trial_name, study=loop_config[STUDY_KEY], trial=trial_name, run_hash=aim_hash
+    )
     reporter = TrialReporter(
-        loop_config["trial_dir"],
+        loop_config[TRIAL_DIR_KEY],
         lambda metrics, checkpoint: ray.train.report(metrics, checkpoint=checkpoint),
         monitor=cfg.trainer.monitor,
         mode=cfg.trainer.mode,
         test_batches=test,
         aim_hash=lambda: _aim_hash(logger),
         checkpoint_factory=ray.train.Checkpoint.from_directory,
-        extra={"trial_name": trial_name, "study": loop_config["study"], "path": "ray_train"},
-        fault=loop_config.get("fault"),
+        extra={TRIAL_NAME_KEY: trial_name, STUDY_KEY: loop_config[STUDY_KEY], "path": "ray_train"},
+        fault=loop_config.get(FAULT_KEY),
     )
     kwargs = trainer_kwargs(cfg, manual=module.manual)
     kwargs.update(
@@ -311,7 +320,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         logger=logger if logger is not None else False,
         enable_progress_bar=False,
         enable_checkpointing=True,
-        default_root_dir=loop_config["trial_dir"],
+        default_root_dir=loop_config[TRIAL_DIR_KEY],
         accelerator="gpu" if use_gpu else "cpu",
         use_distributed_sampler=False,
     )

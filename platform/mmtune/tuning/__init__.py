@@ -1,7 +1,9 @@
 """Joint search on Ray Tune: search-space YAML -> validated space -> Tune driver -> ``results/<study>/``.
 
-Modules: ``space`` (validation, candidate checks against the registries, Tune param space / Optuna space),
-``data`` (the prepared data a search reads, prepared from a card when absent), ``resources`` (what the cluster can
+Modules: ``space`` (loading a search-space file, ``--set``, the resolved base), ``keypaths`` (space keys against
+``RunConfig``, conditions, dependency order), ``combinations`` (enumerate / sample / apply assignments),
+``candidates`` (every combination against the registries), ``searchers`` (Tune param space / Optuna space / search
+algorithm), ``data`` (the prepared data a search reads, prepared from a card when absent), ``resources`` (what the cluster can
 run, concurrency), ``trial_entry`` (the dict every trial function receives), ``schedulers`` (ASHA / HyperBand that
 record early stops), ``live`` (the rich live trial table), ``results`` (``trials.parquet``, predictions,
 ``best_config.yaml``, the summary), ``driver`` (``run_study``), ``curve`` (a learning-curve trial function for

@@ -204,7 +204,7 @@ def expand_with_data(study: Study, manifest: Any | None) -> Design:
 
 def check_registries(study: Study, design: Design, manifest: Any | None) -> None:
     """Every cell's config against the registries (and the data's tasks when the manifest is known)."""
-    from mmtune.tuning.space import component_checker
+    from mmtune.tuning.candidates import component_checker
 
     seen: set[str] = set()
     for trial in design.trials:
@@ -375,9 +375,9 @@ def _build_tuner(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import FIFOScheduler
 
+    from mmtune.trial_config import RUN_KEY
     from mmtune.tuning.driver import trial_fields
     from mmtune.tuning.live import LiveTrialTable
-    from mmtune.tuning.space import RUN_KEY
     from mmtune.tuning.trial_entry import make_trainable
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -100,7 +100,7 @@ def factor_levels(study: StudyConfig) -> tuple[dict[str, dict[str, dict[str, Any
 
 def check_override_keys(levels: Mapping[str, Mapping[str, Mapping[str, Any]]], where: str) -> None:
     """Every override key must be a run config key and not one the repeats set."""
-    from mmtune.tuning.space import check_key_path
+    from mmtune.tuning.keypaths import check_key_path
 
     for factor, by_level in levels.items():
         for level, overrides in by_level.items():

@@ -28,7 +28,15 @@ from typing import Any
 
 from mmtune.config.loading import get_dotted
 from mmtune.results_files import PREDICTIONS_FILE
-from mmtune.tuning.space import RUN_KEY, TRIAL_META_KEY
+from mmtune.trial_config import (
+    AIM_REPO_KEY,
+    FAULT_KEY,
+    RUN_KEY,
+    STUDY_KEY,
+    TRIAL_DIR_KEY,
+    TRIAL_META_KEY,
+    TRIAL_NAME_KEY,
+)
 
 STATE_FILE = "curve_state.json"
 
@@ -64,7 +72,7 @@ def curve_trial(config: dict[str, Any]) -> None:
     searched = {key: get_dotted(run_cfg, key) for key in meta.get("searched", [])}
     final, speed = curve_params(searched)
     max_epochs = int(run_cfg["trainer"]["max_epochs"])
-    trial_dir = Path(config["trial_dir"]) if config.get("trial_dir") else None
+    trial_dir = Path(config[TRIAL_DIR_KEY]) if config.get(TRIAL_DIR_KEY) else None
 
     start, best = 0, None
     checkpoint = tune.get_checkpoint()
@@ -112,13 +120,13 @@ def _aim_name(metric: str) -> tuple[str, dict[str, str]]:
 
 
 def _aim_run(config: Mapping[str, Any], searched: Mapping[str, Any]) -> Any:
-    repo = config.get("aim_repo") or get_dotted(config[RUN_KEY], "tracking.aim_repo")
+    repo = config.get(AIM_REPO_KEY) or get_dotted(config[RUN_KEY], "tracking.aim_repo")
     if not repo:
         return None
     from aim import Run
 
-    study = str(config.get("study") or config[RUN_KEY]["tracking"]["experiment"])
-    trial = str(config.get("trial_name") or config[RUN_KEY].get("name"))
+    study = str(config.get(STUDY_KEY) or config[RUN_KEY]["tracking"]["experiment"])
+    trial = str(config.get(TRIAL_NAME_KEY) or config[RUN_KEY].get("name"))
     run = Run(repo=repo, experiment=study)
     run.name = trial
     run["hparams"] = {
@@ -153,7 +161,7 @@ def _write_predictions(path: Path, final: float, epoch: int) -> None:
 
 def _maybe_fault(meta: Mapping[str, Any], epoch: int) -> None:
     """Test-only: kill this trial's process (a real SIGKILL) once, right after checkpointing ``kill_at_epoch``."""
-    fault = meta.get("fault") or {}
+    fault = meta.get(FAULT_KEY) or {}
     if not fault or int(fault.get("kill_at_epoch", -1)) != epoch:
         return
     marker = Path(fault["marker"])

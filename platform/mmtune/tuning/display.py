@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mmtune.tuning.space import INACTIVE
+from mmtune.trial_config import INACTIVE
 
 LOG_WIDTH = 200  # width of tables written to files and pipes (rich would wrap them at 80 columns)
 

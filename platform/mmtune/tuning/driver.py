@@ -19,9 +19,21 @@ from urllib.parse import urlparse
 
 from mmtune.console import err_console, warn
 from mmtune.errors import UserError
+from mmtune.trial_config import (
+    AIM_REPO_KEY,
+    CPUS_PER_WORKER,
+    GPUS_PER_WORKER,
+    MODE,
+    RESOURCES_KEY,
+    STUDY_KEY,
+    TRIAL_META_KEY,
+    TUNE_DIR_KEY,
+    WORKERS,
+)
+from mmtune.tuning.candidates import CandidateReport, check_candidates
 from mmtune.tuning.data import ensure_data, plan_data
 from mmtune.tuning.results import StudyPaths, StudyResults, write_results
-from mmtune.tuning.space import TRIAL_META_KEY, CandidateReport, SearchSpace, check_candidates
+from mmtune.tuning.space import SearchSpace
 
 TrialFn = Callable[[dict[str, Any]], Any]
 CONNECT_TIMEOUT_S = 5.0
@@ -121,7 +133,7 @@ def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any]
         "metric": space.metric,
         "mode": space.mode,
         "searched": list(space.entries),
-        "tune_dir": str(paths.tune_dir),
+        TUNE_DIR_KEY: str(paths.tune_dir),
     }
     for key, value in (extra or {}).items():
         node = meta
@@ -130,13 +142,13 @@ def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any]
             node = node.setdefault(part, {})
         node[leaf] = value
     return {
-        "study": space.name,
-        "aim_repo": space.base["tracking"].get("aim_repo"),
-        "resources": {
-            "workers": res.workers,
-            "cpus_per_worker": res.cpus_per_worker,
-            "gpus_per_worker": res.gpus_per_worker,
-            "mode": "inline" if res.runs_inline else "ray_train",
+        STUDY_KEY: space.name,
+        AIM_REPO_KEY: space.base["tracking"].get("aim_repo"),
+        RESOURCES_KEY: {
+            WORKERS: res.workers,
+            CPUS_PER_WORKER: res.cpus_per_worker,
+            GPUS_PER_WORKER: res.gpus_per_worker,
+            MODE: "inline" if res.runs_inline else "ray_train",
         },
         TRIAL_META_KEY: meta,
     }
@@ -233,7 +245,7 @@ def _build_tuner(
 
     from mmtune.tuning.live import LiveTrialTable
     from mmtune.tuning.schedulers import build_scheduler
-    from mmtune.tuning.space import param_space, search_algorithm
+    from mmtune.tuning.searchers import param_space, search_algorithm
     from mmtune.tuning.trial_entry import make_trainable
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

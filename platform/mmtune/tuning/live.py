@@ -18,8 +18,8 @@ from rich.text import Text
 
 from mmtune.config.loading import get_dotted
 from mmtune.console import err_console
+from mmtune.trial_config import RUN_KEY
 from mmtune.tuning.display import column_label, short_value
-from mmtune.tuning.space import RUN_KEY
 
 try:  # the callback base class is only needed when Ray Tune is used; keep this module importable without it
     from ray.tune.callback import Callback

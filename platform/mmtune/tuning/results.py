@@ -27,7 +27,8 @@ from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_tex
 from mmtune.config.loading import get_dotted
 from mmtune.console import console
 from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS, TRIALS_FILE
-from mmtune.tuning.space import RUN_KEY, SearchSpace, strip_inactive
+from mmtune.trial_config import RUN_KEY, strip_inactive
+from mmtune.tuning.space import SearchSpace
 
 FINISHED = ("TERMINATED", "ERROR")
 

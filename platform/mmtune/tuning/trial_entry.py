@@ -1,7 +1,7 @@
 """What runs first in every trial process: turn Tune's config into the dict the trial function expects.
 
 The contract with the trial function (``mmtune.training.trial.run_trial``, or the learning-curve trainable
-``mmtune.tuning.curve.curve_trial``) is the one ``run_trial`` documents:
+``mmtune.tuning.curve.curve_trial``) is :mod:`mmtune.trial_config`:
 
 * ``run``: the full run config (the base with the sampled values at their dotted keys; conditional keys whose
   condition did not hold are removed, so they keep the base value), ``name`` = the trial name;
@@ -20,7 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmtune.tuning.space import RUN_KEY, TRIAL_META_KEY, strip_inactive
+from mmtune.trial_config import (
+    RUN_KEY,
+    TRIAL_DIR_KEY,
+    TRIAL_META_KEY,
+    TRIAL_NAME_KEY,
+    TUNE_DIR_KEY,
+    strip_inactive,
+)
 
 
 def prepare_trial_config(config: dict[str, Any], trial_name: str, trial_id: str) -> dict[str, Any]:
@@ -30,9 +37,9 @@ def prepare_trial_config(config: dict[str, Any], trial_name: str, trial_id: str)
     meta = dict(out.get(TRIAL_META_KEY) or {})
     meta.update(trial_id=trial_id, started_at=started)
     out[TRIAL_META_KEY] = meta
-    out["trial_name"] = trial_name
-    if meta.get("tune_dir") and not out.get("trial_dir"):
-        out["trial_dir"] = str(Path(meta["tune_dir"]) / trial_id)
+    out[TRIAL_NAME_KEY] = trial_name
+    if meta.get(TUNE_DIR_KEY) and not out.get(TRIAL_DIR_KEY):
+        out[TRIAL_DIR_KEY] = str(Path(meta[TUNE_DIR_KEY]) / trial_id)
     run = dict(out.get(RUN_KEY) or {})
     run["name"] = trial_name
     out[RUN_KEY] = run
