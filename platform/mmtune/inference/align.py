@@ -18,8 +18,8 @@ import pandas as pd
 
 from mmtune.data.format import Manifest
 from mmtune.errors import DataError
-from mmtune.inference.spec import ModelSpec
 from mmtune.tasks import TaskKind, TaskSpec
+from mmtune.training.model_spec import ModelSpec
 
 SPLIT_CHOICES = ("test", "val", "train", "all")
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mmtune.inference.align import Aligned, align
 from mmtune.inference.runs import TrainedRun, resolve_run
-from mmtune.inference.spec import ModelSpec
+from mmtune.training.model_spec import ModelSpec
 
 
 def load_model(run: TrainedRun, spec: ModelSpec):

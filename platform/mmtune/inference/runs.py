@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from mmtune.errors import UserError
-from mmtune.inference.spec import DATA_KEY, ModelSpec
 from mmtune.results_files import PREDICTIONS_FILE
+from mmtune.training.model_spec import DATA_KEY, ModelSpec
 
 CONFIG_KEY = "mmtune_config"  # = mmtune.training.module.CONFIG_KEY (kept here so this module imports no Lightning)
 TRAIN_CHECKPOINT = Path("checkpoints") / "best.ckpt"
@@ -120,7 +120,7 @@ def _spec_from_config(run: TrainedRun) -> ModelSpec:
     from mmtune.config.run import RunConfig
     from mmtune.data.multisource import resolve_data
     from mmtune.errors import DataError
-    from mmtune.inference.spec import spec_from_info
+    from mmtune.training.model_spec import spec_from_info
 
     cfg = RunConfig.model_validate(run.config)
     try:

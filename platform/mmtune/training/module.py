@@ -17,10 +17,10 @@ import torch
 from mmtune.config.run import RunConfig
 from mmtune.data.multisource import DataInfo
 from mmtune.training.metrics import RunMetrics
+from mmtune.training.model_spec import DATA_KEY
 from mmtune.training.predictions import PredictionBuffer
 
 CONFIG_KEY = "mmtune_config"
-DATA_KEY = "mmtune_data"  # = mmtune.inference.spec.DATA_KEY
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -193,10 +193,10 @@ class MultiTaskModule(pl.LightningModule):
         checkpoint[DATA_KEY] = self.data_spec()
 
     def data_spec(self) -> dict[str, Any]:
-        """What the model expects from data (``mmtune.inference.spec``), so ``mmtune predict`` / ``evaluate`` can
+        """What the model expects from data (``mmtune.training.model_spec``), so ``mmtune predict`` / ``evaluate`` can
         score it on another prepared data set without the training data; computed once."""
         if self._data_spec is None:
-            from mmtune.inference.spec import spec_from_info
+            from mmtune.training.model_spec import spec_from_info
 
             self._data_spec = spec_from_info(self.info).model_dump(mode="json")
         return self._data_spec
