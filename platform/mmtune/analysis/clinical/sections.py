@@ -16,8 +16,9 @@ import pandas as pd
 from mmtune.analysis.clinical.subgroups import subgroup_tables
 from mmtune.analysis.clinical.tables import COLUMNS, MACRO, choose_thresholds, components, task_table
 from mmtune.analysis.html import Block, Heading, Image, Paragraph, Table
-from mmtune.analysis.task_metrics import CLASS_KINDS, TaskColumns
+from mmtune.analysis.task_metrics import TaskColumns
 from mmtune.config.clinical import ClinicalConfig
+from mmtune.tasks import CLASSIFICATION_KINDS
 
 
 @dataclass
@@ -46,7 +47,7 @@ def analyse_clinical(
     covariates: pd.DataFrame | None = None,
 ) -> ClinicalResult:
     """Tables of ``frame`` (one row per patient); thresholds are chosen on ``validation`` when given."""
-    tasks = {k: t for k, t in tasks.items() if t.kind in CLASS_KINDS}
+    tasks = {k: t for k, t in tasks.items() if t.kind in CLASSIFICATION_KINDS}
     thresholds: dict[str, dict[str, float]] = {}
     notes: list[str] = []
     if validation is not None and len(validation):

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from mmtune.analysis.clinical.tables import COLUMNS, task_table
-from mmtune.analysis.task_metrics import CLASS_KINDS, TaskColumns
+from mmtune.analysis.task_metrics import TaskColumns
 from mmtune.config.clinical import ClinicalConfig, SubgroupSpec
 from mmtune.errors import UserError
+from mmtune.tasks import CLASSIFICATION_KINDS
 
 GROUP = "group"
 MISSING = "missing"
@@ -107,7 +108,7 @@ def subgroup_tables(
         for value in order:
             rows = merged[level.to_numpy() == value]
             for task_name, task in tasks.items():
-                if task.kind not in CLASS_KINDS:
+                if task.kind not in CLASSIFICATION_KINDS:
                     continue
                 table = task_table(task, rows, settings, thresholds.get(task_name))
                 parts.append(table.assign(variable=name, level=value))

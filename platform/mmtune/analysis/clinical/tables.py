@@ -21,8 +21,9 @@ import pandas as pd
 
 from mmtune.analysis.clinical import calibration as cal
 from mmtune.analysis.clinical import decision, operating
-from mmtune.analysis.task_metrics import BINARY, CLASS_KINDS, MULTICLASS, MULTILABEL, TaskColumns
+from mmtune.analysis.task_metrics import TaskColumns
 from mmtune.config.clinical import ClinicalConfig
+from mmtune.tasks import CLASSIFICATION_KINDS, TaskKind
 
 MACRO = "macro"
 COLUMNS = ["task", "part", "metric", "estimate", "lo", "hi", "n", "n_pos", "ci"]
@@ -40,17 +41,17 @@ class Component:
 
 def components(frame: pd.DataFrame, task: TaskColumns) -> list[Component]:
     """The binary components of a classification task on the rows of ``frame`` (see the module docstring)."""
-    if task.kind == BINARY:
+    if task.kind == TaskKind.BINARY:
         y = frame[task.labels[0]].to_numpy(dtype=float)
         return [Component("", np.where(y >= 0, y, -1).astype(int), frame[task.scores[0]].to_numpy(dtype=float))]
-    if task.kind == MULTICLASS:
+    if task.kind == TaskKind.MULTICLASS:
         y = frame[task.labels[0]].to_numpy(dtype=float)
         out = []
         for i, (key, col) in enumerate(zip(task.classes, task.scores, strict=True)):
             yc = np.where(y >= 0, (y == i).astype(int), -1)
             out.append(Component(key, yc, frame[col].to_numpy(dtype=float)))
         return out
-    if task.kind == MULTILABEL:
+    if task.kind == TaskKind.MULTILABEL:
         out = []
         for key, y_col, s_col in zip(task.classes, task.labels, task.scores, strict=True):
             y = frame[y_col].to_numpy(dtype=float)
@@ -140,7 +141,7 @@ def task_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The rows of the module docstring for ``task`` on ``frame`` (``thresholds``: part -> operating threshold)."""
-    if task.kind not in CLASS_KINDS:
+    if task.kind not in CLASSIFICATION_KINDS:
         return pd.DataFrame(columns=COLUMNS)
     comps = components(frame, task)
     thresholds = dict(thresholds or {})
@@ -207,7 +208,7 @@ def _labelled(comps: list[Component], key: str, idx: np.ndarray | None = None) -
 
 def _strata(task: TaskColumns, frame: pd.DataFrame) -> np.ndarray | None:
     """Resample within each class (binary, multiclass; unlabelled rows form their own stratum)."""
-    if task.kind in (BINARY, MULTICLASS):
+    if task.kind in (TaskKind.BINARY, TaskKind.MULTICLASS):
         return frame[task.labels[0]].to_numpy(dtype=float)
     return None
 
