@@ -19,6 +19,7 @@ from mmtune.tracking.aim import MMTuneAimLogger, flatten, list_runs, metric_name
         ("train/morbidity/loss", "loss", {"subset": "train", "task": "morbidity"}),
         ("test/mean_auroc", "mean_auroc", {"subset": "test"}),
         ("val/ictcf/covid/auroc_type_i", "auroc_type_i", {"subset": "val", "dataset": "ictcf", "task": "covid"}),
+        ("diag/covid~morbidity/grad_cosine", "grad_cosine", {"subset": "diag", "task": "covid~morbidity"}),
         ("lr-AdamW", "lr-AdamW", {}),
     ],
 )

@@ -15,7 +15,7 @@ import yaml
 from mmtune.cli import main
 from mmtune.config.run import RunConfig, load_run_config
 from mmtune.data.format import shard_paths
-from mmtune.tracking.aim import list_runs
+from mmtune.tracking.aim import list_runs, metric_values
 from sklearn.metrics import roc_auc_score
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,8 +114,15 @@ def test_training_run_is_in_aim_with_params_tags_and_contexts(trained: dict) -> 
         ("loss", {"subset": "train"}),
         ("loss", {"subset": "train", "task": "covid"}),
         ("mean_auroc", {"subset": "val"}),
+        ("weight", {"subset": "diag", "task": "covid"}),
+        ("grad_norm", {"subset": "diag", "task": "morbidity"}),
+        ("grad_cosine", {"subset": "diag", "task": "covid~morbidity"}),
     ]:
         assert (name, context) in tracked, (name, context)
+    # the diagnostics are logged once per epoch, and they are numbers a cosine can be
+    cosines = metric_values(trained["aim"], run["hash"], "grad_cosine", {"subset": "diag", "task": "covid~morbidity"})
+    assert len(cosines) == EPOCHS and all(-1 <= c <= 1 for c in cosines)
+    assert metric_values(trained["aim"], run["hash"], "weight", {"subset": "diag", "task": "covid"}) == [1.0] * EPOCHS
 
 
 def test_fit_is_deterministic_on_cpu(prepared_synthetic: Path, tmp_path: Path) -> None:

@@ -164,6 +164,10 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
     assert (frame["epochs"] == 2).all()
     assert frame["final/val/mean_auroc"].between(0, 1).all()
     assert frame["aim_hash"].str.len().eq(24).all()
+    # per-epoch MTL diagnostics reach trials.parquet: task weights, shared-gradient norms, gradient cosine
+    assert (frame["final/diag/covid/weight"] == 1.0).all()  # the base config's equal weighting
+    assert (frame["final/diag/morbidity/grad_norm"] > 0).all()
+    assert frame["final/diag/covid~morbidity/grad_cosine"].between(-1, 1).all()
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "aim"), "runs", "--repo", str(tmp_path / "aim"), "ls"],
         capture_output=True,

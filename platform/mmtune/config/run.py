@@ -164,6 +164,10 @@ class TrainerConfig(StrictModel):
     monitor: str = "val/mean_auroc"
     mode: Literal["max", "min"] = "max"
     limit_train_batches: int | float | None = None
+    diagnostics: bool = Field(
+        True, description="per-epoch task weights, shared-gradient norms and cosines on a fixed batch (diag/...)"
+    )
+    diagnostics_batch: int = Field(8, ge=1, description="samples in the fixed diagnostics batch")
     progress: bool = True
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op CPU threads (None = torch's default; 1 is fastest on busy machines)"

@@ -3,7 +3,9 @@ metric contexts so ``aim up`` can compare runs by fusion / weighting / backbone 
 
 Metric keys map to Aim names and contexts: ``val/covid/auroc`` -> ``auroc`` with ``{"subset": "val", "task":
 "covid"}``; ``train/loss`` -> ``loss`` with ``{"subset": "train"}``; ``val/mean_auroc`` -> ``mean_auroc`` with
-``{"subset": "val"}``; multi-dataset ``val/<dataset>/<task>/auroc`` adds ``"dataset"`` to the context.
+``{"subset": "val"}``; multi-dataset ``val/<dataset>/<task>/auroc`` adds ``"dataset"`` to the context;
+diagnostics ``diag/covid/grad_norm`` -> ``grad_norm`` with ``{"subset": "diag", "task": "covid"}`` (a task pair
+``covid~morbidity`` for ``grad_cosine``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only
 
-SUBSETS = ("train", "val", "test")
+SUBSETS = ("train", "val", "test", "diag")  # diag: per-epoch MTL diagnostics (mmtune.training.diagnostics)
 TAG_KEYS = ("study", "trial", "fold", "seed", "fusion", "weighting", "backbone")
 
 

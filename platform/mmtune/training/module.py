@@ -48,6 +48,7 @@ class MultiTaskModule(pl.LightningModule):
         self._train_sums = EpochMeans()
         self._val_sums = EpochMeans()
         self.last_predictions: dict[str, pd.DataFrame] = {}
+        self._diagnostics_batch: dict[str, Any] | None = None
         self._data_spec: dict[str, Any] | None = None
 
     # ---- forward / losses -------------------------------------------------------------------------------
@@ -70,6 +71,10 @@ class MultiTaskModule(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
         from mmtune.losses.weighting import StepInfo
 
+        if self.cfg.trainer.diagnostics and self._diagnostics_batch is None:
+            from mmtune.training.diagnostics import fixed_batch
+
+            self._diagnostics_batch = fixed_batch(batch, self.cfg.trainer.diagnostics_batch)
         outputs = self(batch)
         losses, counts = self.task_losses(outputs, batch)
         step = StepInfo(step=self.global_step, epoch=self.current_epoch, n_labelled=counts)
@@ -96,6 +101,7 @@ class MultiTaskModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         means = {k: self.trainer.strategy.reduce(v, reduce_op="mean") for k, v in self._train_sums.means().items()}
         self.last_train_metrics = {k: float(v) for k, v in means.items()}
+        self.last_train_metrics.update(self.diagnostics())
         self._publish(self.last_train_metrics)
         hook = getattr(self.weighting, "on_epoch_end", None)
         if callable(hook):
@@ -104,6 +110,17 @@ class MultiTaskModule(pl.LightningModule):
             scheduler = self.lr_schedulers()
             if scheduler is not None:
                 scheduler.step()
+
+    def diagnostics(self) -> dict[str, float]:
+        """This epoch's task weights, shared-gradient norms and cosines (``mmtune.training.diagnostics``)."""
+        if self._diagnostics_batch is None:
+            return {}
+        from mmtune.training.diagnostics import gradient_diagnostics
+
+        fixed = self._diagnostics_batch
+        return gradient_diagnostics(
+            self.model, lambda outputs: self.task_losses(outputs, fixed), fixed, self.weighting.task_weights()
+        )
 
     # ---- validation -------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

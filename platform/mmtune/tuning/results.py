@@ -151,7 +151,7 @@ def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame,
         row[f"best/{space.metric}"] = best
         row["best_epoch"] = best_epoch
         for key, value in sorted(last.items()):
-            if isinstance(key, str) and key.split("/")[0] in ("val", "train", "test") and _is_number(value):
+            if isinstance(key, str) and key.split("/")[0] in ("val", "train", "test", "diag") and _is_number(value):
                 row[f"final/{key}"] = float(value)
         if f"final/{space.metric}" not in row:
             row[f"final/{space.metric}"] = None
