@@ -128,12 +128,34 @@ def test_no_phi_in_outputs(prepared_synthetic: Path, synthetic_raw: Path) -> Non
 
 def test_prepare_is_byte_identical(prepared_synthetic: Path, synthetic_raw: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    prepare(SYNTHETIC_CARD, again, source=synthetic_raw)
+    prepare(SYNTHETIC_CARD, again, source=synthetic_raw, num_cpus=1)  # one decode task at a time, fixture: two
     first = sorted(p.relative_to(prepared_synthetic) for p in prepared_synthetic.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert first == second
     for rel in first:
         assert (prepared_synthetic / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_many_shards_written_by_tasks_are_the_same_at_any_cpu_count(
+    synthetic_raw: Path, tmp_path: Path, ray_local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmtune.data.prepare as prep
+
+    monkeypatch.setattr(prep, "shard_size", lambda row_bytes: 7)  # 60 patients -> 9 shards, several decode tasks
+    monkeypatch.setattr(prep, "MAX_PATIENTS_PER_TASK", 3)
+    one, two = tmp_path / "one", tmp_path / "two"
+    prepare(SYNTHETIC_CARD, one, source=synthetic_raw, num_cpus=1)
+    prepare(SYNTHETIC_CARD, two, source=synthetic_raw)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    for rel in files:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    manifest = fmt.read_manifest(one)
+    assert len(manifest.shards) >= 8 and manifest.shards[0].endswith("00000.parquet")
+    ids = [pid for name in manifest.shards for pid in pq.read_table(one / name)["patient_id"].to_pylist()]
+    assert len(ids) == manifest.n_patients == len(set(ids))
+    assert ids == sorted(ids, key=int)  # shards follow the plan's patient order
+    assert all(pq.read_metadata(one / name).num_rows <= 7 for name in manifest.shards)
 
 
 def test_prognosis_manifest_layout(ray_local, tmp_path: Path) -> None:

@@ -99,15 +99,27 @@ def test_inline_trial_reports_each_epoch_with_a_checkpoint_and_resumes_after_a_k
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cache", ["memory", "node"])
 def test_two_worker_ray_train_trial_reports_the_same_metric_keys(
-    prepared_synthetic: Path, tmp_path: Path, ray_local
+    prepared_synthetic: Path, tmp_path: Path, ray_local, cache: str
 ) -> None:
-    config = {
-        "run": _run_config(prepared_synthetic, tmp_path / "aim", epochs=2),
-        "resources": {"workers": 2, "cpus_per_worker": 0.5},
-        "study": "trial_test",
-    }
-    result, reports, _ = _tune(config, tmp_path / "tune", "ray_train")
+    """``memory``: Ray Data shards the train split; ``node``: each worker maps the node cache, its rank's rows."""
+    run = _run_config(prepared_synthetic, tmp_path / "aim", epochs=2)
+    run["data"]["cache"] = cache
+    config = {"run": run, "resources": {"workers": 2, "cpus_per_worker": 0.5}, "study": "trial_test"}
+    try:
+        result, reports, _ = _tune(config, tmp_path / "tune", "ray_train")
+    finally:
+        if cache == "node":  # the trial's workers use the default cache dir (Ray's environment, not this test's)
+            import shutil
+
+            from mmtune.config.run import DataConfig
+            from mmtune.data.loading import resolve_data
+            from mmtune.data.node_cache import entry_dir
+
+            names = [t if isinstance(t, str) else t["name"] for t in run["tasks"]]
+            info = resolve_data(DataConfig(**run["data"]), names)
+            shutil.rmtree(entry_dir(info), ignore_errors=True)
 
     assert [r["epoch"] for r in reports] == [1, 2]
     for report in reports:

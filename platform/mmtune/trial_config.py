@@ -56,6 +56,10 @@ MODE = "mode"
 FAULT_KEY = "fault"  # {kill_at_epoch, marker}: SIGKILL the trial once after that epoch's checkpoint (tests)
 TUNE_DIR_KEY = "tune_dir"
 
+# keys the Ray Train trial passes its workers (``train_loop_config``) besides the ones above
+NODE_CACHE_KEY = "node_cache"  # bool: workers map the per-node decoded cache (mmtune.data.node_cache)
+STARTUP_KEY = "startup"  # {phase: wall-clock stamp}: the trial's start-up phases so far (bench search --overhead)
+
 # Value a conditional key gets in Tune's config when its condition does not hold; stripped before the trial runs.
 INACTIVE = "__mmtune_inactive__"
 

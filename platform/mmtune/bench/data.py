@@ -10,7 +10,13 @@ the same shards into torch tensors, measured in the same run.
   ``ray_datasets(mode="stream")`` (``read_parquet`` + pushed-down ``filter`` / ``select_columns`` every epoch) or
   ``mode="memory"`` (Arrow blocks read once); the worker times each epoch, the first epoch is left out.
 
-Ratios are path patients/s over baseline patients/s (goal >= 0.7).
+* ``node_cache_warm`` / ``node_cache_cold``: the node cache (``mmtune.data.node_cache``: decoded splits on local
+  disk, memory-mapped) under ``make_loader``, as trials use it above 256 MiB of images; ``cold`` evicts the cache's
+  pages from the OS page cache before every epoch (``POSIX_FADV_DONTNEED``), so each epoch reads from disk as data
+  larger than memory must; ``warm`` is a later epoch with the pages resident.
+
+Ratios are path patients/s over baseline patients/s (goal >= 0.7). ``beyond_memory_ratio`` is the cold node cache
+against the in-memory epoch: the path data past memory takes, against the path small data take (goal >= 0.7).
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ def baseline_read(prepared: Path, batch_size: int) -> int:
     return n
 
 
-def _timed(fn: Any, repeats: int) -> tuple[float, int]:
+def best_of(fn: Any, repeats: int) -> tuple[float, int]:
     """Best (shortest) seconds of ``repeats`` calls and the patients one call delivered."""
     best, count = float("inf"), 0
     for _ in range(repeats):
@@ -79,6 +85,42 @@ def in_memory(prepared: Path, batch_size: int) -> dict[str, float]:
         n = sum(int(batch["image"].shape[0]) for batch in loader)
         epochs.append(time.perf_counter() - start)
     return {"first_epoch_s": read + epochs[0], "epoch_s": min(epochs[1:]), "patients": n}
+
+
+def node_cache_epochs(prepared: Path, batch_size: int, cache_dir: Path, epochs: int = 3) -> dict[str, float]:
+    """Build the node cache under ``cache_dir``, then best warm and best cold (evicted) epoch seconds."""
+    from mmtune.config.run import DataConfig
+    from mmtune.data.loading import load_splits, make_loader, resolve_data
+    from mmtune.data.node_cache import CACHE_ENV, entry_dir, evict_from_page_cache
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(cache_dir)
+    try:
+        cfg = DataConfig(path=str(prepared), batch_size=batch_size)
+        info = resolve_data(cfg, TASKS)
+        start = time.perf_counter()
+        arrays = load_splits(info, ("train",), cache="node")["train"]
+        build = time.perf_counter() - start
+        loader = make_loader(arrays, info, cfg, train=True)
+
+        def epoch() -> tuple[float, int]:
+            start = time.perf_counter()
+            n = sum(int(batch["image"].shape[0]) for batch in loader)
+            return time.perf_counter() - start, n
+
+        warm = min(epoch()[0] for _ in range(epochs))
+        cold_runs = []
+        for _ in range(epochs):
+            evict_from_page_cache(entry_dir(info))
+            cold_runs.append(epoch())
+        cache_bytes = sum(p.stat().st_size for p in entry_dir(info).rglob("*") if p.is_file())
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = previous
+    cold, n = min(cold_runs)
+    return {"build_s": build, "warm_epoch_s": warm, "cold_epoch_s": cold, "patients": n, "bytes": cache_bytes}
 
 
 def _shard_loop(config: dict[str, Any]) -> None:
@@ -146,8 +188,9 @@ def run(
         prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
         manifest = read_manifest(prepared)
         load_before = os.getloadavg()[0]
-        base_s, base_n = _timed(lambda: baseline_read(prepared, batch_size), repeats)
+        base_s, base_n = best_of(lambda: baseline_read(prepared, batch_size), repeats)
         memory = in_memory(prepared, batch_size)
+        node = node_cache_epochs(prepared, batch_size, root / "node-cache")
         stream = ray_shard(prepared, batch_size, epochs, "stream", root / "ray")
         from_arrow = ray_shard(prepared, batch_size, epochs, "memory", root / "ray")
         load_after = os.getloadavg()[0]
@@ -157,6 +200,8 @@ def run(
         "in_memory_epoch": memory["patients"] / memory["epoch_s"],
         "ray_stream": stream["rate"],
         "ray_memory": from_arrow["rate"],
+        "node_cache_warm": node["patients"] / node["warm_epoch_s"],
+        "node_cache_cold": node["patients"] / node["cold_epoch_s"],
     }
     summary: dict[str, Any] = {
         "benchmark": "data",
@@ -169,11 +214,19 @@ def run(
         "goal_ratio": GOAL_RATIO,
         "ray_stream_setup_s": round(stream["setup_s"], 2),
         "ray_memory_setup_s": round(from_arrow["setup_s"], 2),
+        "node_cache_build_s": round(node["build_s"], 2),
+        "node_cache_mb": round(node["bytes"] / 2**20, 1),
         "loadavg": [round(load_before, 2), round(load_after, 2)],
     }
     for name, rate in rates.items():
         summary[f"{name}_patients_per_s"] = round(rate, 1)
         summary[f"{name}_ratio"] = round(rate / baseline, 3)
+    summary["beyond_memory_ratio"] = round(rates["node_cache_cold"] / rates["in_memory_epoch"], 3)
+    summary["node_cache_warm_vs_in_memory"] = round(rates["node_cache_warm"] / rates["in_memory_epoch"], 3)
     summary["trial_path_ratio"] = summary["ray_memory_ratio"]
-    summary["meets_goal"] = summary["trial_path_ratio"] >= GOAL_RATIO and summary["in_memory_epoch_ratio"] >= GOAL_RATIO
+    summary["meets_goal"] = (
+        summary["trial_path_ratio"] >= GOAL_RATIO
+        and summary["in_memory_epoch_ratio"] >= GOAL_RATIO
+        and summary["beyond_memory_ratio"] >= GOAL_RATIO
+    )
     return summary

@@ -6,7 +6,9 @@ the order they arrived, counting trial-epochs, until ASHA has seen a config with
 target. ``fraction_of_compute`` = those trial-epochs / the grid's trial-epochs (goal <= 0.25). Trials are seeded
 and deterministic, so a config's curve is the same in both runs.
 
-**Trial start overhead** (trial scheduled -> first training step; goal <= 2 s). Trials run one at a time, so the
+**Trial start overhead** (trial scheduled -> first training step; goal <= 2 s), with its parts (``parts``:
+Tune scheduling, trial set-up, worker-group start, process-group set-up, imports, dataset set-up, model set-up,
+first step; the trial stamps each phase's end, see ``STARTUP_PHASES``). Trials run one at a time, so the
 next trial is scheduled the moment the previous one completes; the overhead of trial k is its first training step
 minus trial k-1's completion (driver clock). The first step is ``first_step_at`` when the trial function reports
 it; otherwise it is estimated as the first result's arrival minus the trial's median later epoch time (both
@@ -55,7 +57,8 @@ class TrialClock(Callback):
                 "trial": trial.trial_id,
                 "epoch": int(result.get("training_iteration", 0)),
                 "value": result.get(self.metric),
-                "first_step_at": result.get("first_step_at"),
+                "first_step_at": result.get("first_step_at") or result.get("startup/first_step_at"),
+                "startup": {k.split("/", 1)[1]: float(v) for k, v in result.items() if k.startswith("startup/")},
                 "epoch_s": result.get("time_this_iter_s"),
             }
         )
@@ -188,6 +191,7 @@ def _overheads(clock: TrialClock, results: Any) -> dict[str, Any]:
         by_trial.setdefault(result["trial"], []).append(result)
     order = sorted(by_trial, key=lambda t: by_trial[t][0]["at"])
     values: list[float] = []
+    parts: dict[str, list[float]] = {}
     methods: set[str] = set()
     for previous, trial in itertools.pairwise(order):
         scheduled = clock.completed.get(previous)
@@ -203,11 +207,38 @@ def _overheads(clock: TrialClock, results: Any) -> dict[str, Any]:
             first_step = rows[0]["at"] - epoch_s
             methods.add("first result arrival minus median epoch time")
         values.append(first_step - scheduled)
+        for name, seconds in startup_parts(scheduled, rows[0]["startup"]).items():
+            parts.setdefault(name, []).append(seconds)
     errors = int((results.frame["status"] == "ERROR").sum())
     return {
         "median_s": round(statistics.median(values), 3) if values else None,
         "per_trial_s": [round(v, 3) for v in values],
+        "parts": {name: round(statistics.median(v), 3) for name, v in parts.items()},
         "method": sorted(methods),
         "failed_trials": errors,
         "study_wall_s": round(results.fit_seconds or 0.0, 1),
     }
+
+
+# the trial's start-up phases in order: (part name, stamp that ends it); a part runs from the previous stamp
+STARTUP_PHASES = (
+    ("tune_scheduling", "trial_started_at"),  # previous trial done -> trial function entered
+    ("trial_setup", "trainer_fit_at"),  # config, data checks, node cache (Ray Train only)
+    ("worker_group_start", "worker_process_created_at"),  # TorchTrainer.fit -> worker process exists
+    ("process_group_setup", "loop_entered_at"),  # Ray Train worker init + torch.distributed process group
+    ("imports", "imports_done_at"),  # Lightning, Ray Train Lightning, mmtune training modules in the worker
+    ("dataset_setup", "data_ready_at"),  # resolve data, loaders (Ray Data shard or node cache)
+    ("model_setup", "model_ready_at"),  # model, checkpoint restore, Aim logger
+    ("first_step", "first_step_at"),  # Lightning fit start -> first training batch
+)
+
+
+def startup_parts(scheduled: float, stamps: dict[str, float]) -> dict[str, float]:
+    """Seconds of each start-up phase whose end the trial stamped (``TrialReporter(startup=...)``)."""
+    out: dict[str, float] = {}
+    previous = scheduled
+    for name, stamp in STARTUP_PHASES:
+        if stamp in stamps:
+            out[name] = stamps[stamp] - previous
+            previous = stamps[stamp]
+    return out

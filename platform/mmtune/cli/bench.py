@@ -6,8 +6,10 @@ import os
 
 import typer
 
+from mmtune.cli.bench_concurrent import bench_concurrent
 from mmtune.cli.bench_data import bench_data
 from mmtune.cli.bench_prepare import bench_prepare
+from mmtune.cli.bench_scale import bench_scale
 from mmtune.cli.bench_search import bench_search
 from mmtune.cli.bench_train import bench_train
 
@@ -24,3 +26,5 @@ app.command("prepare")(bench_prepare)
 app.command("train")(bench_train)
 app.command("search")(bench_search)
 app.command("data")(bench_data)
+app.command("concurrent")(bench_concurrent)
+app.command("scale")(bench_scale)

@@ -19,6 +19,9 @@ def bench_train(
     width: Annotated[int, typer.Option("--width", min=1, help="small_cnn width (compute per step).")] = 8,
     aim: Annotated[bool, typer.Option("--aim/--no-aim", help="Track the trials in a temporary Aim repo.")] = True,
     gpu: Annotated[bool, typer.Option("--gpu", help="Run all three sides on one CUDA GPU (Ray Train: nccl).")] = False,
+    epoch_seconds: Annotated[
+        float, typer.Option("--epoch-seconds", min=0, help="Grow the generated data to epochs this long (0: off).")
+    ] = 10.0,
     data: Annotated[
         Path | None, typer.Option("--data", help="Use this prepared data set instead of making one.")
     ] = None,
@@ -42,6 +45,7 @@ def bench_train(
         aim=aim,
         data=data,
         gpu=gpu,
+        epoch_seconds=epoch_seconds,
     )
     print(json.dumps(result, sort_keys=True))
 

@@ -61,21 +61,7 @@ class PatientDecoder:
         warnings: list[str] = []
         files = list(job["files"])
         hashes, good = self._hash(files + ([job["mask"]] if job.get("mask") else []), skipped)
-        mask_rel = job.get("mask") if job.get("mask") in good else None
-        usable = [f for f in files if f in good]
-        image: np.ndarray | None = None
-        mask: np.ndarray | None = None
-        try:
-            if job["kind"] == "volume":
-                image, mask = self._volume(usable, mask_rel, skipped, warnings)
-            elif self.spec.kind == "stack2d":
-                image, mask = self._stack(job["kind"], files, good, mask_rel, skipped, warnings)
-            elif job["kind"] == "dicom":
-                image, mask = self._series_volume(usable, mask_rel, skipped, warnings)
-            else:
-                image, mask = self._slices_volume(usable, mask_rel, skipped, warnings)
-        except im.UnreadableImage as exc:
-            skipped.setdefault(usable[0] if usable else job["patient_id"], str(exc))
+        image, mask = self.pixels(job, good, skipped, warnings)
         row: dict[str, Any] = {
             "patient_id": job["patient_id"],
             "image": None,
@@ -95,6 +81,26 @@ class PatientDecoder:
         if mask is not None:
             row["mask"] = encode_array(mask, MASK_DTYPE)
         return row
+
+    def pixels(
+        self, job: dict[str, Any], good: set[str], skipped: dict[str, str], warnings: list[str]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Read, window and resize one patient's ``good`` files (no hashing, no encoding): the decode work proper,
+        which ``mmtune bench prepare``/``scale`` time alone as the decode bound."""
+        files = list(job["files"])
+        mask_rel = job.get("mask") if job.get("mask") in good else None
+        usable = [f for f in files if f in good]
+        try:
+            if job["kind"] == "volume":
+                return self._volume(usable, mask_rel, skipped, warnings)
+            if self.spec.kind == "stack2d":
+                return self._stack(job["kind"], files, good, mask_rel, skipped, warnings)
+            if job["kind"] == "dicom":
+                return self._series_volume(usable, mask_rel, skipped, warnings)
+            return self._slices_volume(usable, mask_rel, skipped, warnings)
+        except im.UnreadableImage as exc:
+            skipped.setdefault(usable[0] if usable else job["patient_id"], str(exc))
+            return None, None
 
     def _hash(self, files: list[str], skipped: dict[str, str]) -> tuple[list[list[Any]], set[str]]:
         """(relative path, size, sha256) of every file; files that are empty or visibly truncated are skipped."""
@@ -296,14 +302,6 @@ def percentile_range(arrays: list[np.ndarray], low: float = 0.5, high: float = 9
     values = np.concatenate([np.asarray(a, dtype=np.float32).reshape(-1) for a in arrays])
     lower, upper = (float(v) for v in np.percentile(values, [low, high]))
     return (lower, upper) if upper > lower else (lower, lower + 1.0)
-
-
-def decode_batch(batch: pa.Table, spec: dict[str, Any], root: str, with_masks: bool) -> pa.Table:
-    """Ray Data UDF: decode a block of patient jobs (JSON strings in column ``job``).
-
-    It lives here, not in ``prepare``, so Ray workers import only what decoding needs (no pandas/scikit-learn).
-    """
-    return PatientDecoder(ImageSpec.model_validate(spec), root, with_masks)(batch)
 
 
 def select_readable(

@@ -313,9 +313,29 @@ def read_split_tables(info: DataInfo, splits: tuple[str, ...] = SPLIT_NAMES) -> 
     return {s: pa.concat_tables(tables) if len(tables) > 1 else tables[0] for s, tables in parts.items()}
 
 
-def load_splits(info: DataInfo, splits: tuple[str, ...] = SPLIT_NAMES) -> dict[str, SplitArrays]:
-    """Materialise the splits of a run in memory (once per run)."""
+NODE_CACHE_BYTES = 256 * 1024**2
+
+
+def uses_node_cache(info: DataInfo, cache: str = "memory") -> bool:
+    """``data.cache``: ``node`` / ``memory`` as asked; ``auto`` = node above ``NODE_CACHE_BYTES`` of images (below,
+    a private copy costs little and leaves no files behind)."""
+    if cache == "auto":
+        return sum(s.manifest.n_patients for s in info.sources) * info.image.nbytes > NODE_CACHE_BYTES
+    return cache == "node"
+
+
+def load_splits(info: DataInfo, splits: tuple[str, ...] = SPLIT_NAMES, cache: str = "memory") -> dict[str, SplitArrays]:
+    """Materialise the splits of a run (once per run): read into this process, or, with the node cache
+    (:func:`uses_node_cache`), memory-mapped from the node's decoded copy (``mmtune.data.node_cache``)."""
     out: dict[str, SplitArrays] = {}
+    if uses_node_cache(info, cache):
+        from mmtune.data.node_cache import ensure_cached, load_cached
+
+        ensure_cached(info, splits)
+        for split in splits:
+            cols = load_cached(info, split)
+            out[split] = SplitArrays(cols, sampling_weights(cols[DATASET], info))
+        return out
     for split, table in read_split_tables(info, splits).items():
         cols = table_to_numpy(table, info, with_ids=True)
         out[split] = SplitArrays(cols, sampling_weights(cols[DATASET], info))
@@ -372,6 +392,25 @@ class ArrayBatches:
         return augment_batch(batch) if self.augment else batch
 
 
+class EpochBatchSampler:
+    """``BatchSampler`` that passes ``set_epoch`` on to its sampler (Lightning calls it on ``loader.sampler``)."""
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        from torch.utils.data import BatchSampler
+
+        self.inner = BatchSampler(sampler, batch_size, drop_last=drop_last)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.inner.sampler, "set_epoch"):
+            self.inner.sampler.set_epoch(epoch)
+
+
 def make_loader(
     arrays: SplitArrays,
     info: DataInfo,
@@ -379,21 +418,33 @@ def make_loader(
     *,
     train: bool,
     seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Any:
-    """A ``DataLoader`` over one split: shuffled (weighted across sources) for training, in order otherwise."""
+    """A ``DataLoader`` over one split: shuffled (weighted across sources) for training, in order otherwise.
+
+    With ``world_size > 1`` (Ray Train workers over the node cache) rank ``r`` draws every ``world_size``-th row of
+    each epoch's permutation, reshuffled per epoch (``set_epoch``, which Lightning calls).
+    """
     import torch
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
+    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
 
     generator = torch.Generator().manual_seed(seed)
     n = len(arrays)
-    if not train:
-        sampler: Any = SequentialSampler(range(n))
+    if world_size > 1:
+        from torch.utils.data import DistributedSampler
+
+        sampler: Any = DistributedSampler(
+            range(n), num_replicas=world_size, rank=rank, shuffle=train, seed=seed, drop_last=train
+        )
+    elif not train:
+        sampler = SequentialSampler(range(n))
     elif info.multi_source and len({s.weight for s in info.sources}) > 1:
         sampler = WeightedRandomSampler(torch.from_numpy(arrays.weights), n, replacement=True, generator=generator)
     else:
         sampler = RandomSampler(range(n), generator=generator)
     drop_last = train and n > cfg.batch_size  # a batch of one breaks batch norm
-    batches = BatchSampler(sampler, cfg.batch_size, drop_last=drop_last)
+    batches = EpochBatchSampler(sampler, cfg.batch_size, drop_last=drop_last)
     dataset = ArrayBatches(arrays, info, with_ids=not train, augment=train and cfg.augment)
     return DataLoader(
         dataset,
@@ -519,4 +570,5 @@ __all__ = [
     "shard_batches",
     "split_expression",
     "table_to_numpy",
+    "uses_node_cache",
 ]

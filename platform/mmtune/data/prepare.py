@@ -1,16 +1,18 @@
 """``mmtune data prepare``: raw CT + clinical table -> patient-split Parquet shards + ``manifest.json``.
 
-The driver plans (table, labels, splits: small); Ray Data decodes patients in parallel (SimpleITK, windowing,
-resizing) and streams them back in patient order; the driver writes fixed-size shards as rows arrive, so memory
-stays bounded by a few shards however large the data set. Output goes to a temporary directory that is renamed
-only when complete; the same inputs and seed give byte-identical shards and manifest.
+The driver plans (table, labels, splits: small) and cuts the patients into fixed shards (consecutive runs of the
+plan, sized by the card). Ray tasks decode a few patients each (SimpleITK, windowing, resizing) straight into rows
+of the prepared schema, and one task per shard concatenates its parts and writes the Parquet file, hashing the
+bytes as it writes them; the driver only moves object references and keeps a few strings per patient, so
+preparing scales with the cluster's CPUs and memory stays bounded by about one shard plus the tasks in flight.
+Output goes to a temporary directory that is renamed only when complete; the same inputs and seed give
+byte-identical shards and manifest, whatever the number of CPUs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterator
@@ -27,10 +29,10 @@ from mmtune.atomic import atomic_directory, atomic_write_text
 from mmtune.config.card import DatasetCard, load_card_with_source
 from mmtune.data import format as fmt
 from mmtune.data.clinical import Standardiser
-from mmtune.data.decode import IMAGE_DTYPE, MASK_DTYPE, decode_batch
+from mmtune.data.decode import IMAGE_DTYPE, MASK_DTYPE
 from mmtune.data.discovery import natural_key
 from mmtune.data.plan import Plan, make_plan
-from mmtune.data.shards import fixed_list, label_array, prepared_schema, shard_size, write_shard
+from mmtune.data.shards import fixed_list, prepared_schema, shard_size, write_shard
 from mmtune.data.splits import check_no_leakage
 from mmtune.errors import DataError
 from mmtune.tasks import TaskKind, TaskSpec
@@ -64,54 +66,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
 
 
-@contextlib.contextmanager
-def _quiet_ray_data() -> Iterator[None]:
-    """Ray Data logs execution banners at INFO/WARNING; our own progress bar replaces them.
-
-    ``ray.data`` itself is reconfigured by Ray on every execution, so the level is set one level down, on the
-    internal loggers that emit the banners (errors still show).
-    """
-    logger = logging.getLogger("ray.data._internal")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def decode_stream(plan: Plan, num_cpus: int | None = None) -> Iterator[pa.Table]:
-    """Decoded patients as pyarrow batches, in the plan's patient order, decoded in parallel by Ray Data.
-
-    ``num_cpus`` caps the concurrent decode tasks (default: every CPU of the cluster).
-    """
-    import ray
-
-    jobs = [{"job": json.dumps(job, sort_keys=True)} for job in plan.jobs]
-    workers = num_cpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    per_task = max(1, min(MAX_PATIENTS_PER_TASK, math.ceil(len(jobs) / (4 * workers))))
-    with _quiet_ray_data():
-        ds = ray.data.from_items(jobs, override_num_blocks=max(1, math.ceil(len(jobs) / per_task)))
-        ds = ds.map_batches(
-            decode_batch,
-            fn_kwargs={
-                "spec": plan.card.image.model_dump(mode="json"),
-                "root": str(plan.root),
-                "with_masks": plan.card.source.has_masks,
-            },
-            batch_size=per_task,
-            batch_format="pyarrow",
-            num_cpus=1,
-            compute=ray.data.TaskPoolStrategy(size=num_cpus) if num_cpus else None,
-        )
-        ctx = ds.context
-        ctx.execution_options.preserve_order = True
-        ctx.execution_options.verbose_progress = False
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2)
-
-
 @dataclass
 class _Collected:
     """What the driver keeps per decoded patient: a few strings, never pixels."""
@@ -125,90 +79,138 @@ class _Collected:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
     shard_rows: list[list[int]] = field(default_factory=list)
+    has_mask: list[bool] = field(default_factory=list)
+    shard_facts: list[dict[str, Any]] = field(default_factory=list)  # name, rows, bytes, sha256 per shard
+
+    def add(self, position: int, fact: dict[str, Any]) -> bool:
+        """Record one patient's facts (in plan order); True when it was decoded and written."""
+        pid = fact["patient_id"]
+        self.files.extend(fact["files"])
+        self.skipped.update({path: reason for path, reason in fact["skipped"]})
+        self.warnings.extend(f"patient {pid!r}: {w}" for w in fact["warnings"])
+        if fact["error"]:
+            self.dropped[pid] = fact["error"]
+            return False
+        owner = self.image_owner.setdefault(fact["image_sha256"], pid)
+        if owner != pid:
+            self.duplicates.append((owner, pid))
+        self.kept.append(position)
+        self.has_mask.append(bool(fact["has_mask"]))
+        return True
 
 
-class _ShardBuilder:
-    """Turns decoded batches into rows of the prepared schema and writes them as fixed-size shards."""
+class _ShardPlan:
+    """Which plan positions go to which shard, and the small plan columns a decode task needs for its jobs."""
 
-    def __init__(self, plan: Plan, out: Path, scaler: Standardiser) -> None:
+    def __init__(self, plan: Plan, scaler: Standardiser) -> None:
         card = plan.card
         self.plan = plan
-        self.out = out
         self.scaler = scaler
         self.tasks = card.task_specs
         self.image_info = image_info(card)
         self.mask_info = mask_info(card)
-        self.n_features = len(plan.features)
-        self.schema = prepared_schema(self.tasks, self.n_features, self.image_info)
+        self.schema = prepared_schema(self.tasks, len(plan.features), self.image_info)
+        self.label_tasks = [t.name for t in self.tasks if fmt.task_has_label_column(t)]
         self.per_shard = shard_size(self.image_info.nbytes + (self.mask_info.nbytes if self.mask_info else 0))
-        self.index = {pid: i for i, pid in enumerate(plan.ids)}
-        self.pending: list[pa.Table] = []
-        self.pending_rows: list[int] = []
-        self.collected = _Collected()
+        index = {pid: i for i, pid in enumerate(plan.ids)}
+        self.positions = [index[str(job["patient_id"])] for job in plan.jobs]
 
-    def add(self, batch: pa.Table) -> int:
-        """Record one decoded batch; returns the number of patients it held."""
-        rows = batch.to_pylist()
-        good_positions: list[int] = []
-        good_rows: list[dict[str, Any]] = []
-        c = self.collected
-        for row in rows:
-            pid = row["patient_id"]
-            c.files.extend(json.loads(row["files"]))
-            c.skipped.update({path: reason for path, reason in json.loads(row["skipped"])})
-            c.warnings.extend(f"patient {pid!r}: {w}" for w in json.loads(row["warnings"]))
-            if row["error"]:
-                c.dropped[pid] = row["error"]
-                continue
-            owner = c.image_owner.setdefault(row["image_sha256"], pid)
-            if owner != pid:
-                c.duplicates.append((owner, pid))
-            good_positions.append(self.index[pid])
-            good_rows.append(row)
-        if good_rows:
-            self.pending.append(self._table(good_positions, good_rows))
-            self.pending_rows.extend(good_positions)
-            c.kept.extend(good_positions)
-            while len(self.pending_rows) >= self.per_shard:
-                self._flush(self.per_shard)
-        return len(rows)
+    def shards(self) -> list[list[int]]:
+        """Job indices of each shard: consecutive runs of ``per_shard`` jobs (fixed by the card, not the CPUs)."""
+        n = len(self.plan.jobs)
+        return [list(range(i, min(i + self.per_shard, n))) for i in range(0, n, self.per_shard)]
 
-    def close(self) -> None:
-        if self.pending_rows:
-            self._flush(len(self.pending_rows))
-
-    def _flush(self, n: int) -> None:
-        table = pa.concat_tables(self.pending).combine_chunks()
-        head, tail = table.slice(0, n), table.slice(n)
-        name = f"{fmt.SHARD_DIR}/" + fmt.SHARD_PATTERN.format(index=len(self.collected.shards))
-        write_shard(head, self.out / name)
-        self.collected.shards.append(name)
-        self.collected.shard_rows.append(self.pending_rows[:n])
-        self.pending = [tail] if tail.num_rows else []
-        self.pending_rows = self.pending_rows[n:]
-
-    def _table(self, positions: list[int], rows: list[dict[str, Any]]) -> pa.Table:
+    def rows(self, jobs: list[int]) -> dict[str, Any]:
         plan = self.plan
-        pos = np.array(positions, dtype=np.int64)
-        raw = plan.clinical_raw[pos]
-        values, missing = self.scaler.transform(raw)
-        columns: list[pa.Array] = [
-            pa.array([plan.ids[i] for i in positions], pa.string()),
-            pa.array([plan.groups[i] for i in positions], pa.string()),
-            pa.array([str(plan.split[i]) for i in positions], pa.string()),
-            pa.array(plan.fold[pos], pa.int32()),
-        ]
-        for task in self.tasks:
-            if fmt.task_has_label_column(task):
-                columns.append(label_array(task, plan.labels[task.name][pos]))
-        columns += [
-            fixed_list(values, self.n_features),
-            fixed_list(missing, self.n_features),
-            fixed_list(raw, self.n_features),
-            pa.array([r["image"] for r in rows], pa.binary()),
-            pa.array([r["mask"] if self.mask_info else None for r in rows], pa.binary()),
-        ]
-        return pa.Table.from_arrays(columns, schema=self.schema)
+        pos = np.array([self.positions[j] for j in jobs], dtype=np.int64)
+        return {
+            "ids": [plan.ids[i] for i in pos],
+            "groups": [plan.groups[i] for i in pos],
+            "split": plan.split[pos],
+            "fold": plan.fold[pos],
+            "labels": {name: plan.labels[name][pos] for name in self.label_tasks},
+            "clinical_raw": plan.clinical_raw[pos],
+        }
+
+
+def _parts(jobs: list[int], per_task: int) -> list[list[int]]:
+    return [jobs[i : i + per_task] for i in range(0, len(jobs), per_task)]
+
+
+def _write_shards(layout: _ShardPlan, out: Path, num_cpus: int | None, on_patients: Any) -> _Collected:
+    """Decode tasks (a few patients each) feed one write task per shard; the driver only moves references and
+    keeps each patient's facts. At most ``2 x CPUs`` decode tasks are in flight (``num_cpus`` caps them at that
+    many), so memory stays bounded by about one shard of decoded rows plus the tasks in flight."""
+    import ray
+
+    from mmtune.data.shard_tasks import decode_rows, write_parts
+
+    plan = layout.plan
+    workers = num_cpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    window = num_cpus or 2 * workers
+    per_task = max(1, min(MAX_PATIENTS_PER_TASK, math.ceil(len(plan.jobs) / (4 * workers))))
+    decode = ray.remote(num_cpus=1, num_returns=2)(decode_rows)
+    write = ray.remote(num_cpus=1)(write_parts)
+    spec, root = plan.card.image, str(plan.root)
+    with_masks = plan.card.source.has_masks
+    facts: dict[int, Any] = {}  # job index of a part's first job -> its facts (an object ref)
+    sizes: dict[Any, int] = {}  # facts ref -> patients in its part (progress)
+    writes: list[Any] = []
+    in_flight: list[Any] = []
+    for number, shard_jobs in enumerate(layout.shards()):
+        tables = []
+        for part in _parts(shard_jobs, per_task):
+            while len(in_flight) >= window:
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                on_patients(sizes[done[0]])
+            table, fact = decode.remote(
+                [plan.jobs[j] for j in part],
+                layout.rows(part),
+                spec,
+                root,
+                with_masks,
+                layout.scaler,
+                layout.tasks,
+                layout.schema,
+                layout.label_tasks,
+            )
+            tables.append(table)
+            facts[part[0]] = fact
+            sizes[fact] = len(part)
+            in_flight.append(fact)
+        name = f"{fmt.SHARD_DIR}/" + fmt.SHARD_PATTERN.format(index=number)
+        writes.append(write.remote(str(out), name, layout.schema, *tables))
+    while in_flight:
+        done, in_flight = ray.wait(in_flight, num_returns=1)
+        on_patients(sizes[done[0]])
+    collected = _Collected()
+    for shard_jobs in layout.shards():
+        kept = []
+        for part in _parts(shard_jobs, per_task):
+            for j, fact in zip(part, ray.get(facts[part[0]])):
+                if collected.add(layout.positions[j], fact):
+                    kept.append(layout.positions[j])
+        collected.shard_rows.append(kept)
+    results = ray.get(writes)
+    for result in results:
+        if "data" in result:  # written on another node: the driver stores the bytes
+            path = out / result["name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(result.pop("data"))
+    # a shard none of whose patients decoded is dropped; the others are numbered without gaps
+    keep = [i for i, r in enumerate(results) if r["rows"]]
+    for number, i in enumerate(keep):
+        name = f"{fmt.SHARD_DIR}/" + fmt.SHARD_PATTERN.format(index=number)
+        if name != results[i]["name"]:
+            (out / results[i]["name"]).rename(out / name)
+            results[i]["name"] = name
+    for result in results:
+        if not result["rows"]:
+            (out / result["name"]).unlink(missing_ok=True)
+    collected.shards = [results[i]["name"] for i in keep]
+    collected.shard_rows = [collected.shard_rows[i] for i in keep]
+    collected.shard_facts = [results[i] for i in keep]
+    return collected
 
 
 def image_info(card: DatasetCard) -> fmt.ImageInfo:
@@ -263,30 +265,40 @@ def source_digest(files: list[list[Any]]) -> str:
     return digest.hexdigest()
 
 
-def _rewrite_clinical(out: Path, builder: _ShardBuilder, scaler: Standardiser) -> None:
+def _rewrite_clinical(out: Path, layout: _ShardPlan, collected: _Collected, scaler: Standardiser) -> None:
     """Re-standardise shards after decode dropped training patients (rare), so stats match the written train rows."""
-    plan = builder.plan
-    for name, positions in zip(builder.collected.shards, builder.collected.shard_rows):
+    plan = layout.plan
+    n_features = len(plan.features)
+    for i, (name, positions) in enumerate(zip(collected.shards, collected.shard_rows)):
         path = out / name
-        table = pq.read_table(path, schema=builder.schema)
+        table = pq.read_table(path, schema=layout.schema)
         values, missing = scaler.transform(plan.clinical_raw[np.array(positions, dtype=np.int64)])
         table = table.set_column(
-            table.schema.get_field_index(fmt.CLINICAL), fmt.CLINICAL, fixed_list(values, builder.n_features)
+            table.schema.get_field_index(fmt.CLINICAL), fmt.CLINICAL, fixed_list(values, n_features)
         )
         table = table.set_column(
             table.schema.get_field_index(fmt.CLINICAL_MISSING),
             fmt.CLINICAL_MISSING,
-            fixed_list(missing, builder.n_features),
+            fixed_list(missing, n_features),
         )
-        write_shard(table.replace_schema_metadata(builder.schema.metadata), path)
+        write_shard(table.replace_schema_metadata(layout.schema.metadata), path)
+        data = path.read_bytes()
+        collected.shard_facts[i].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
-def _verify(out: Path, shards: list[str]) -> None:
-    """Read back the split columns of every shard and refuse a data set that leaks patients across splits."""
-    if not shards:
+def _verify(plan: Plan, kept: list[int]) -> None:
+    """Refuse a data set that leaks patients across splits (checked on the written rows' plan columns)."""
+    if not kept:
         raise DataError("no patient could be decoded; nothing to write")
-    parts = [pq.read_table(out / name, columns=[fmt.PATIENT_ID, fmt.SPLIT, fmt.FOLD]) for name in shards]
-    check_no_leakage(pa.concat_tables(parts))
+    pos = np.array(kept, dtype=np.int64)
+    rows = pa.table(
+        {
+            fmt.PATIENT_ID: pa.array([plan.ids[i] for i in kept], pa.string()),
+            fmt.SPLIT: pa.array([str(v) for v in plan.split[pos]], pa.string()),
+            fmt.FOLD: pa.array(plan.fold[pos], pa.int32()),
+        }
+    )
+    check_no_leakage(rows)
 
 
 def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progress: bool = False) -> fmt.Manifest:
@@ -296,23 +308,20 @@ def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progre
     card = plan.card
     train = plan.split == "train"
     scaler = Standardiser.fit(plan.clinical_raw[train])
-    builder = _ShardBuilder(plan, out, scaler)
+    layout = _ShardPlan(plan, scaler)
     with progress_bar(transient=True, disable=not progress) as bar:
         task = bar.add_task("decoding patients", total=len(plan.jobs))
-        for batch in decode_stream(plan, num_cpus):
-            bar.advance(task, builder.add(batch))
-    builder.close()
-    c = builder.collected
+        c = _write_shards(layout, out, num_cpus, lambda n: bar.advance(task, n))
     kept = c.kept
     kept_train = np.zeros(len(plan.ids), dtype=bool)
     kept_train[kept] = True
     kept_train &= train
     if int(kept_train.sum()) != int(train.sum()):
         scaler = Standardiser.fit(plan.clinical_raw[kept_train])
-        _rewrite_clinical(out, builder, scaler)
-    _verify(out, c.shards)
+        _rewrite_clinical(out, layout, c, scaler)
+    _verify(plan, kept)
 
-    has_mask = _mask_flags(out, c.shards, builder.mask_info is not None)
+    has_mask = c.has_mask if layout.mask_info is not None else [False] * len(kept)
     warnings = list(plan.warnings) + sorted(set(c.warnings))
     warnings += [f"patients {a!r} and {b!r} have identical images" for a, b in c.duplicates]
     warnings += [f"patient {pid!r} dropped: {reason}" for pid, reason in sorted(c.dropped.items())]
@@ -331,9 +340,9 @@ def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progre
         mmtune_version=mmtune.__version__,
         n_patients=len(kept),
         shards=c.shards,
-        image=builder.image_info,
-        mask=builder.mask_info,
-        tasks=builder.tasks,
+        image=layout.image_info,
+        mask=layout.mask_info,
+        tasks=layout.tasks,
         clinical=fmt.ClinicalInfo(
             features=plan.features,
             mean=[float(v) for v in scaler.mean],
@@ -350,7 +359,7 @@ def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progre
             test_fraction=card.split.test_fraction,
             val_fold=card.split.val_fold,
         ),
-        counts=count_labels(builder.tasks, plan, kept, has_mask),
+        counts=count_labels(layout.tasks, plan, kept, has_mask),
         groups=dict(sorted(groups.items())),
         dropped=[
             fmt.DroppedPatient(patient_id=p, reason=r)
@@ -363,16 +372,6 @@ def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progre
     )
     atomic_write_text(fmt.manifest_path(out), fmt.json_dumps(manifest.model_dump(mode="json")))
     return manifest
-
-
-def _mask_flags(out: Path, shards: list[str], with_masks: bool) -> list[bool]:
-    if not with_masks:
-        return [False] * sum(pq.read_metadata(out / s).num_rows for s in shards)
-    flags: list[bool] = []
-    for name in shards:
-        column = pq.read_table(out / name, columns=[fmt.MASK]).column(fmt.MASK)
-        flags.extend(column.is_valid().to_pylist())
-    return flags
 
 
 def prepare(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -84,9 +85,10 @@ def _compression(schema: pa.Schema) -> dict[str, str]:
     return out
 
 
-def write_shard(table: pa.Table, path: Path) -> None:
-    """One shard, one row group, fixed options."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_shard(table: pa.Table, path: Path | BinaryIO) -> None:
+    """One shard, one row group, fixed options (to a path or an open binary file)."""
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(
         table,
         path,

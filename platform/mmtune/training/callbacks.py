@@ -66,8 +66,13 @@ class TrialReporter(Checkpoint):
         checkpoint_factory: Callable[[str], Any] | None = None,
         extra: Mapping[str, Any] | None = None,
         fault: Mapping[str, Any] | None = None,
+        startup: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
+        # wall-clock stamps of the trial's start-up phases (``bench search --overhead`` breaks the start into them);
+        # the first training step is stamped here and all go out with this process's first report
+        self.startup = {f"startup/{k}": float(v) for k, v in (startup or {}).items()}
+        self._startup_sent = False
         self.trial_dir = Path(trial_dir)
         self.report = report
         self.monitor = monitor
@@ -97,6 +102,10 @@ class TrialReporter(Checkpoint):
         if self._last_end is None:
             self._last_end = (time.perf_counter(), time.process_time())
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.startup and "startup/first_step_at" not in self.startup:
+            self.startup["startup/first_step_at"] = time.time()
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # epoch_wall_s / epoch_cpu_s: from the previous epoch's report to this epoch's end (training + validation);
         # Tune's time_this_iter_s adds this epoch's artefacts, checkpoint and report
@@ -119,6 +128,9 @@ class TrialReporter(Checkpoint):
         report.update(timing)
         report.update(epoch=epoch, best_epoch=self.best_epoch or epoch, aim_hash=aim_hash or "")
         report[f"best/{self.monitor}"] = self.best if self.best is not None else float("nan")
+        if self.startup and not self._startup_sent:
+            report.update(self.startup)
+            self._startup_sent = True
         last = self._is_last_epoch(trainer, epoch)
         self._report_with_checkpoint(
             trainer,

@@ -177,7 +177,7 @@ def fit(
     for message in info.warnings:
         warn(message)
     setup_process(cfg)
-    splits = load_splits(info)
+    splits = load_splits(info, cache=cfg.data.cache)
     for split, arrays in splits.items():
         if len(arrays) == 0:
             raise ConfigError(f"data: the {split} selection of {cfg.data.path} has no patients (fold/test_group?)")

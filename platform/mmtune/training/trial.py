@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,11 @@ from mmtune.trial_config import (
     GPUS_PER_WORKER,
     META_KEYS,
     MODE,
+    NODE_CACHE_KEY,
     RESOURCES_KEY,
     RESULTS_DIR_KEY,
     RUN_KEY,
+    STARTUP_KEY,
     STUDY_KEY,
     TRAIN_STORAGE_KEY,
     TRIAL_DIR_KEY,
@@ -136,18 +139,19 @@ def trial_resources(resources: Mapping[str, Any] | None) -> dict[str, float]:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable (see the module docstring)."""
+    started_at = time.time()
     setup = trial_setup(config)
     if setup.inline:
-        run_inline(setup)
+        run_inline(setup, started_at)
     else:
-        run_ray_train(setup)
+        run_ray_train(setup, started_at)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # inline: the Lightning loop inside the Tune trial
 
 
-def run_inline(setup: TrialSetup) -> None:
+def run_inline(setup: TrialSetup, started_at: float | None = None) -> None:
     import pytorch_lightning as pl
     from ray import tune
     from ray.tune import Checkpoint
@@ -160,15 +164,17 @@ def run_inline(setup: TrialSetup) -> None:
     cfg = setup.cfg
     info = check_before_training(cfg)
     setup_process(cfg)
-    splits = load_splits(info)
+    splits = load_splits(info, cache=cfg.data.cache)
     train = make_loader(splits["train"], info, cfg.data, train=True, seed=cfg.trainer.seed)
     val = make_loader(splits["val"], info, cfg.data, train=False)
     test = make_loader(splits["test"], info, cfg.data, train=False)
+    startup = {"trial_started_at": started_at or time.time(), "data_ready_at": time.time()}
     module = MultiTaskModule(cfg, info)
     ckpt_path, aim_hash = restore_checkpoint(tune.get_checkpoint())
     logger = make_aim_logger(
         cfg, run_name=setup.trial_name, study=setup.study, trial=setup.trial_name, run_hash=aim_hash
     )
+    startup["model_ready_at"] = time.time()
     reporter = TrialReporter(
         setup.trial_dir,
         lambda metrics, checkpoint: tune.report(metrics, checkpoint=checkpoint),
@@ -179,6 +185,7 @@ def run_inline(setup: TrialSetup) -> None:
         checkpoint_factory=Checkpoint.from_directory,
         extra={"trial_name": setup.trial_name, "study": setup.study, "path": "inline"},
         fault=setup.fault,
+        startup=startup,
     )
     kwargs = trainer_kwargs(cfg, manual=module.manual)
     kwargs.update(
@@ -225,7 +232,7 @@ def _aim_hash(logger: Any) -> str | None:
 # Ray Train: N workers, DDP, Ray Data shards
 
 
-def run_ray_train(setup: TrialSetup) -> Any:
+def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
     """Run the trial as a Ray Train ``TorchTrainer`` whose reports reach Tune (``TuneReportCallback``)."""
     from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
     from ray.train import DataConfig as RayDataConfig
@@ -233,7 +240,8 @@ def run_ray_train(setup: TrialSetup) -> Any:
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from mmtune.data.loading import ray_datasets
+    from mmtune.data.loading import ray_datasets, uses_node_cache
+    from mmtune.data.node_cache import ensure_cached
     from mmtune.training.fit import check_before_training
 
     info = check_before_training(setup.cfg)
@@ -241,7 +249,12 @@ def run_ray_train(setup: TrialSetup) -> Any:
         from mmtune.console import warn
 
         warn("data.path weights: Ray Train trials draw each source in proportion to its size (weights apply in-memory)")
-    datasets = ray_datasets(info, ("train",))  # val/test: every worker reads them whole, in memory
+    # node cache: every worker maps the node's decoded copy and reads its rank's rows (no Ray Data pipeline to start
+    # or to re-read shards each epoch); else Ray Data shards the train split. val/test: every worker reads them whole
+    node_cache = uses_node_cache(info, setup.cfg.data.cache)
+    if node_cache:
+        ensure_cached(info, ("train", "val", "test"))  # built once here, before the workers map it
+    datasets = None if node_cache else ray_datasets(info, ("train",))
     per_worker: dict[str, float] = {"CPU": setup.cpus_per_worker}
     if setup.use_gpu:
         per_worker["GPU"] = setup.gpus_per_worker
@@ -252,6 +265,8 @@ def run_ray_train(setup: TrialSetup) -> Any:
         TRIAL_DIR_KEY: str(setup.trial_dir),
         USE_GPU: setup.use_gpu,
         FAULT_KEY: setup.fault,
+        NODE_CACHE_KEY: node_cache,
+        STARTUP_KEY: {"trial_started_at": started_at or time.time()},
     }
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -266,13 +281,19 @@ def run_ray_train(setup: TrialSetup) -> Any:
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets,
-        dataset_config=RayDataConfig(datasets_to_split=["train"]),
+        dataset_config=RayDataConfig(datasets_to_split=["train"]) if datasets else None,
     )
+    loop_config[STARTUP_KEY]["trainer_fit_at"] = time.time()
     return trainer.fit()
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: Lightning with ``RayDDPStrategy`` over this worker's Ray Data shard."""
+    import psutil
+
+    startup = dict(loop_config.get(STARTUP_KEY) or {})
+    startup["worker_process_created_at"] = psutil.Process().create_time()
+    startup["loop_entered_at"] = time.time()
     import pytorch_lightning as pl
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
@@ -283,6 +304,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from mmtune.training.fit import make_aim_logger, setup_process, trainer_kwargs
     from mmtune.training.module import MultiTaskModule
 
+    startup["imports_done_at"] = time.time()
     quiet_ray_data()
     cfg = RunConfig.model_validate(loop_config[RUN_KEY])
     use_gpu = bool(loop_config.get(USE_GPU))
@@ -292,10 +314,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     world_size = ray.train.get_context().get_world_size()
     batch_size = cfg.data.batch_size
-    train = shard_batches(ray.train.get_dataset_shard("train"), info, batch_size, train=True, augment=cfg.data.augment)
-    # val / test are not split (each rank evaluates all of them; metrics need no sync): plain in-memory loaders
-    # avoid a Ray Data execution per epoch
-    held_out = load_splits(info, ("val", "test"))
+    if loop_config.get(NODE_CACHE_KEY):
+        held_out = load_splits(info, ("train", "val", "test"), cache="node")
+        train = make_loader(
+            held_out["train"], info, cfg.data, train=True, seed=cfg.trainer.seed, rank=rank, world_size=world_size
+        )
+    else:
+        train = shard_batches(
+            ray.train.get_dataset_shard("train"), info, batch_size, train=True, augment=cfg.data.augment
+        )
+        # val / test are not split (each rank evaluates all of them; metrics need no sync): plain in-memory loaders
+        # avoid a Ray Data execution per epoch
+        held_out = load_splits(info, ("val", "test"), cache=cfg.data.cache)
+    startup["data_ready_at"] = time.time()
     val = make_loader(held_out["val"], info, cfg.data, train=False)
     test = make_loader(held_out["test"], info, cfg.data, train=False) if rank == 0 else None
     module = MultiTaskModule(cfg, info)
@@ -303,6 +334,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger = make_aim_logger(
         cfg, run_name=trial_name, study=loop_config[STUDY_KEY], trial=trial_name, run_hash=aim_hash
     )
+    startup["model_ready_at"] = time.time()
     reporter = TrialReporter(
         loop_config[TRIAL_DIR_KEY],
         lambda metrics, checkpoint: ray.train.report(metrics, checkpoint=checkpoint),
@@ -313,6 +345,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         checkpoint_factory=ray.train.Checkpoint.from_directory,
         extra={TRIAL_NAME_KEY: trial_name, STUDY_KEY: loop_config[STUDY_KEY], "path": "ray_train"},
         fault=loop_config.get(FAULT_KEY),
+        startup=startup,
     )
     kwargs = trainer_kwargs(cfg, manual=module.manual)
     kwargs.update(
