@@ -45,14 +45,14 @@ def test_bench_scale_prints_ratios_and_prepares_the_same_bytes_at_any_cpu_count(
         assert side["image"] == shape and side["patients"] >= 12
         assert set(side["ratio_per_core"]) == {"1", "2"} and all(v > 0 for v in side["ratio_per_core"].values())
         assert side["speedup"] > 0 and side["decode_only"]["patients_per_s"] > 0
-        assert side["raw_mb"] > 0 and side["prepared_mb"] > 0
+        assert side["raw_bytes"] > side["prepared_bytes"] > 0
         assert result["ratio_per_core"][name] == side["ratio_per_core"]
         one, two = digests(keep / f"{name}_prepared_1"), digests(keep / f"{name}_prepared_2")
         assert one == two and any(k.endswith(".parquet") for k in one)
     loaders = result["loaders"]
     assert {"plain_read", "in_memory_epoch", "node_cache_warm", "node_cache_cold"} == set(loaders["patients_per_s"])
     assert result["beyond_memory_ratio"] == loaders["vs_in_memory"]["node_cache_cold"] > 0
-    assert loaders["vs_in_memory"]["in_memory_epoch"] == 1.0
+    assert loaders["vs_in_memory"]["in_memory_epoch"] == 1.0 and loaders["node_cache_bytes"] > 0
     for cache in ("node", "memory"):
         assert loaders["one_trial_memory_mb"][cache]["pss"] > 0
     assert result["synth"]["ictcf"]["files"] > 14 * 3 and result["driver_peak_rss_mb"] > 0

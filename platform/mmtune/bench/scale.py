@@ -81,7 +81,7 @@ def prepare_side(name: str, card: Path, raw: Path, overrides: dict[str, Any], ro
     ray.get([warm.remote() for _ in range(all_cpus)])
     out: dict[str, Any] = {
         "patients": n,
-        "raw_mb": round(disk_bytes(raw) / 2**20, 1),
+        "raw_bytes": disk_bytes(raw),
         "decode_only": {
             "seconds": round(bound["seconds"], 2),
             "patients_per_s": round(bound["patients_per_s"], 2),
@@ -106,7 +106,7 @@ def prepare_side(name: str, card: Path, raw: Path, overrides: dict[str, Any], ro
         }
         out["ratio_per_core"][str(cpus)] = round(rate / cpus / bound["patients_per_s"], 3)
         out["ratio_per_core_cpu"][str(cpus)] = round(bound["cpu_s"] / cpu, 3)
-        out["prepared_mb"] = round(disk_bytes(target) / 2**20, 1)
+        out["prepared_bytes"] = disk_bytes(target)
         out["prepared"] = str(target)
     if all_cpus > 1:
         out["speedup"] = round(
@@ -136,7 +136,7 @@ def loader_side(prepared: Path, root: Path, batch_size: int, ray_paths: bool) ->
     out["vs_in_memory"] = {k: round(v / rates["in_memory_epoch"], 3) for k, v in rates.items()}
     out["vs_plain_read"] = {k: round(v / baseline, 3) for k, v in rates.items()}
     out["beyond_memory_ratio"] = out["vs_in_memory"]["node_cache_cold"]
-    out["node_cache_mb"] = round(node["bytes"] / 2**20, 1)
+    out["node_cache_bytes"] = node["bytes"]
     out["node_cache_build_s"] = round(node["build_s"], 2)
     trial = {}
     for cache in ("node", "memory"):

@@ -78,8 +78,11 @@ def write_dicom_series(
     values = np.round(hu).astype(np.int16)
     paths = []
     for n, k in enumerate(file_order, start=1):
-        image = sitk.GetImageFromArray(values[k])
-        image.SetSpacing((spacing_mm, spacing_mm))
+        # one slice as a 3D image of depth 1 whose z spacing is the slice thickness: GDCM writes
+        # SpacingBetweenSlices from the image spacing once any DICOM was read in the process (ITK's reader turns
+        # on gdcm::ImageHelper's ForcePixelSpacing, a process global), so it must equal the tag set below
+        image = sitk.GetImageFromArray(values[k][None])
+        image.SetSpacing((spacing_mm, spacing_mm, thickness_mm))
         z = z0_mm + k * thickness_mm
         origin = -0.5 * spacing_mm * (values.shape[2] - 1)
         tags = {
