@@ -89,8 +89,8 @@ def run(
     from mmtune.bench.synthetic import bench_prepared
     from mmtune.config.run import DataConfig
     from mmtune.data.format import read_manifest
-    from mmtune.data.loading import resolve_data
-    from mmtune.data.node_cache import CACHE_ENV, ensure_cached
+    from mmtune.data.loading import build_node_cache, resolve_data
+    from mmtune.data.node_cache import CACHE_ENV
 
     with tempfile.TemporaryDirectory(prefix="mmtune-bench-concurrent-") as tmp:
         root = Path(tmp)
@@ -104,7 +104,7 @@ def run(
         previous = os.environ.get(CACHE_ENV)
         os.environ[CACHE_ENV] = str(cache_dir)
         try:  # built once by the driver before the trials start, as run_ray_train does
-            ensure_cached(resolve_data(DataConfig(path=str(prepared)), TASKS), ("train",))
+            build_node_cache(resolve_data(DataConfig(path=str(prepared)), TASKS), ("train",))
         finally:
             if previous is None:
                 os.environ.pop(CACHE_ENV, None)

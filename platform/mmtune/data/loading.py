@@ -324,14 +324,41 @@ def uses_node_cache(info: DataInfo, cache: str = "memory") -> bool:
     return cache == "node"
 
 
+def decoded_shard_parts(info: DataInfo, splits: tuple[str, ...]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """``(split, decoded columns)`` per shard and split, harmonised like :func:`read_split_tables`, one shard in
+    memory at a time (what the node cache writes)."""
+    import pyarrow.parquet as pq
+
+    standardisers = fit_standardisers(info)
+    harmonise = needs_harmonising(info)
+    for source in info.sources:
+        columns = [*source_columns(source, info), SPLIT, FOLD, GROUP]
+        for shard in source.shards:
+            table = pq.read_table(str(shard), columns=columns)
+            for split in splits:
+                rows = table.filter(
+                    split_expression(split, info.fold, info.test_group, val_ids=info.val_ids_for(source))
+                )
+                if harmonise:
+                    rows = harmonise_table(rows, source, info, standardisers[source.index])
+                yield split, table_to_numpy(rows, info, with_ids=True)
+
+
+def build_node_cache(info: DataInfo, splits: tuple[str, ...] = SPLIT_NAMES) -> None:
+    """Write the node's decoded copy of ``splits`` unless it is there (``mmtune.data.node_cache``)."""
+    from mmtune.data.node_cache import ensure_cached
+
+    ensure_cached(info, splits, decoded_shard_parts)
+
+
 def load_splits(info: DataInfo, splits: tuple[str, ...] = SPLIT_NAMES, cache: str = "memory") -> dict[str, SplitArrays]:
     """Materialise the splits of a run (once per run): read into this process, or, with the node cache
     (:func:`uses_node_cache`), memory-mapped from the node's decoded copy (``mmtune.data.node_cache``)."""
     out: dict[str, SplitArrays] = {}
     if uses_node_cache(info, cache):
-        from mmtune.data.node_cache import ensure_cached, load_cached
+        from mmtune.data.node_cache import load_cached
 
-        ensure_cached(info, splits)
+        build_node_cache(info, splits)
         for split in splits:
             cols = load_cached(info, split)
             out[split] = SplitArrays(cols, sampling_weights(cols[DATASET], info))
@@ -558,6 +585,7 @@ __all__ = [
     "SplitArrays",
     "Standardiser",
     "arrow_batch_decoder",
+    "build_node_cache",
     "fit_standardisers",
     "harmonise_table",
     "iterate_batches",

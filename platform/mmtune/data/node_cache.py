@@ -28,9 +28,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -90,8 +89,15 @@ def entry_dir(info: DataInfo) -> Path:
     return cache_root() / cache_key(info)
 
 
-def ensure_cached(info: DataInfo, splits: tuple[str, ...]) -> Path:
-    """Build the node's cache entry of ``splits`` unless present; returns the entry directory."""
+Parts = Callable[[DataInfo, tuple[str, ...]], Iterator[tuple[str, dict[str, np.ndarray]]]]
+
+
+def ensure_cached(info: DataInfo, splits: tuple[str, ...], parts: Parts) -> Path:
+    """Build the node's cache entry of ``splits`` unless present; returns the entry directory.
+
+    ``parts(info, splits)`` yields ``(split, decoded columns)`` one shard at a time (``mmtune.data.loading``
+    harmonises and decodes them; this module only stores and maps).
+    """
     entry = entry_dir(info)
     missing = [s for s in splits if not (entry / s / COLUMNS_FILE).exists()]
     if not missing:
@@ -99,7 +105,7 @@ def ensure_cached(info: DataInfo, splits: tuple[str, ...]) -> Path:
     with _locked(entry.with_suffix(".lock")):
         missing = [s for s in splits if not (entry / s / COLUMNS_FILE).exists()]
         if missing:
-            _build(info, tuple(missing), entry)
+            _build(info, tuple(missing), entry, parts)
     return entry
 
 
@@ -115,24 +121,6 @@ def load_cached(info: DataInfo, split: str) -> dict[str, np.ndarray]:
     return cols
 
 
-def _split_rows(info: DataInfo, splits: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
-    """``(split, harmonised Arrow table)`` per shard and split: one shard in memory at a time."""
-    from mmtune.data.loading import fit_standardisers, harmonise_table, needs_harmonising, source_columns
-
-    standardisers = fit_standardisers(info)
-    harmonise = needs_harmonising(info)
-    for source in info.sources:
-        columns = [*source_columns(source, info), SPLIT, FOLD, GROUP]
-        for shard in source.shards:
-            table = pq.read_table(str(shard), columns=columns)
-            for split in splits:
-                expr = split_expression(split, info.fold, info.test_group, val_ids=info.val_ids_for(source))
-                rows = table.filter(expr)
-                if harmonise:
-                    rows = harmonise_table(rows, source, info, standardisers[source.index])
-                yield split, rows
-
-
 def _count_rows(info: DataInfo, splits: tuple[str, ...]) -> dict[str, int]:
     counts = dict.fromkeys(splits, 0)
     for source in info.sources:
@@ -144,10 +132,8 @@ def _count_rows(info: DataInfo, splits: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def _build(info: DataInfo, splits: tuple[str, ...], entry: Path) -> None:
+def _build(info: DataInfo, splits: tuple[str, ...], entry: Path, parts: Parts) -> None:
     """Write ``splits`` under ``entry`` (each into a temp sibling renamed when complete)."""
-    from mmtune.data.loading import table_to_numpy
-
     entry.mkdir(parents=True, exist_ok=True)
     counts = _count_rows(info, splits)
     tmp = {s: Path(tempfile.mkdtemp(prefix=f".{s}-", dir=entry)) for s in splits}
@@ -156,8 +142,7 @@ def _build(info: DataInfo, splits: tuple[str, ...], entry: Path) -> None:
         masks: dict[str, np.ndarray] = {}
         small: dict[str, dict[str, list[np.ndarray]]] = {s: {} for s in splits}
         offset = dict.fromkeys(splits, 0)
-        for split, rows in _split_rows(info, splits):
-            cols = table_to_numpy(rows, info, with_ids=True)
+        for split, cols in parts(info, splits):
             image, mask = cols.pop(IMAGE), cols.pop(MASK, None)
             for name, values in cols.items():
                 small[split].setdefault(name, []).append(values)

@@ -240,8 +240,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from mmtune.data.loading import ray_datasets, uses_node_cache
-    from mmtune.data.node_cache import ensure_cached
+    from mmtune.data.loading import build_node_cache, ray_datasets, uses_node_cache
     from mmtune.training.fit import check_before_training
 
     info = check_before_training(setup.cfg)
@@ -253,7 +252,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
     # or to re-read shards each epoch); else Ray Data shards the train split. val/test: every worker reads them whole
     node_cache = uses_node_cache(info, setup.cfg.data.cache)
     if node_cache:
-        ensure_cached(info, ("train", "val", "test"))  # built once here, before the workers map it
+        build_node_cache(info, ("train", "val", "test"))  # built once here, before the workers map it
     datasets = None if node_cache else ray_datasets(info, ("train",))
     per_worker: dict[str, float] = {"CPU": setup.cpus_per_worker}
     if setup.use_gpu:
