@@ -11,9 +11,10 @@ import typer
 
 
 def bench_search(
-    space: Annotated[Path, typer.Option(help="search space whose configs are compared")] = Path(
-        "search_spaces/bench_search.yaml"
-    ),
+    space: Annotated[
+        Path | None,
+        typer.Option(help="search space whose configs are compared (default: the repo's bench_search.yaml)"),
+    ] = None,
     trainable: Annotated[str, typer.Option(help="real (run_trial) or curve (learning-curve trainable)")] = "real",
     overhead: Annotated[bool, typer.Option("--overhead", help="measure trial start overhead instead")] = False,
     tolerance: Annotated[float, typer.Option(help="how close to the grid's best metric ASHA must get")] = 0.01,
@@ -21,9 +22,10 @@ def bench_search(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key of the space file")] = None,
 ) -> None:
     """Benchmark ASHA's compute against running every config to full budget (prints one JSON object)."""
-    from mmtune.bench.search import asha_vs_grid, trial_start_overhead
+    from mmtune.bench.search import BENCH_SPACE, asha_vs_grid, trial_start_overhead
     from mmtune.errors import UserError
 
+    space = space or BENCH_SPACE  # the repo's file, so the benchmark runs from any directory
     if trainable not in ("real", "curve"):
         raise UserError(f"--trainable {trainable!r}: expected real or curve")
     if overhead:
