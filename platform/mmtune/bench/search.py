@@ -75,8 +75,22 @@ def _trial_fn(name: str) -> Callable[[dict[str, Any]], Any] | None:
     return None  # the driver's default: mmtune.training.trial.run_trial
 
 
+def _repo_relative(space_path: Path, overrides: list[str]) -> list[str]:
+    """The shipped space names its data relative to the repository: anchor them there, so the benchmark runs
+    from any directory (a user's own space keeps its paths)."""
+    if Path(space_path).resolve() != BENCH_SPACE.resolve():
+        return overrides
+    anchored = [
+        f"data.card={REPO / 'datasets' / 'synthetic.yaml'}",
+        f"data.path={REPO / 'data' / 'synthetic_prepared'}",
+    ]
+    return [*anchored, *overrides]
+
+
 def _run(space_path: Path, folder: Path, name: str, trainable: str, overrides: list[str]) -> tuple[Any, TrialClock]:
     from mmtune.tuning.driver import run_study
+
+    overrides = _repo_relative(space_path, overrides)
 
     space = load_search_space(space_path, overrides, name=name)
     clock = TrialClock(space.metric)

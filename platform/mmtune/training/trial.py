@@ -267,11 +267,19 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
         NODE_CACHE_KEY: node_cache,
         STARTUP_KEY: {"trial_started_at": started_at or time.time()},
     }
-    trainer = TorchTrainer(
+    # one CPU worker needs no torch.distributed process group (it trains without DDP): a plain data-parallel
+    # trainer skips the backend set-up, seconds of each trial's start (bench search --overhead, process_group_setup)
+    if setup.workers == 1 and not setup.use_gpu:
+        trainer_cls: Any = TorchTrainer.__bases__[0]  # the DataParallelTrainer of the Ray Train version in use
+        backend: dict[str, Any] = {}
+    else:
+        trainer_cls = TorchTrainer
+        backend = {"torch_config": TorchConfig(backend="nccl" if setup.use_gpu else "gloo")}
+    trainer = trainer_cls(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=setup.workers, use_gpu=setup.use_gpu, resources_per_worker=per_worker),
-        torch_config=TorchConfig(backend="nccl" if setup.use_gpu else "gloo"),
+        **backend,
         run_config=TrainRunConfig(
             name=setup.trial_name,
             storage_path=str(setup.train_storage_path),
