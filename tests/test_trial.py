@@ -120,6 +120,7 @@ def test_two_worker_ray_train_trial_reports_the_same_metric_keys(
             names = [t if isinstance(t, str) else t["name"] for t in run["tasks"]]
             info = resolve_data(DataConfig(**run["data"]), names)
             shutil.rmtree(entry_dir(info), ignore_errors=True)
+            entry_dir(info).with_suffix(".lock").unlink(missing_ok=True)
 
     assert [r["epoch"] for r in reports] == [1, 2]
     for report in reports:

@@ -232,7 +232,13 @@ def run(
     # report waits while the previous one is uncollected: epochs shorter than that would be stretched to it.
     # Drivers set it lower too (mmtune.training.trial.RAY_ENV); it must be set before Ray starts.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(REPORT_POLL_S))
-    with tempfile.TemporaryDirectory(prefix="mmtune-bench-train-") as tmp, bench_ray():
+    from mmtune.data.node_cache import cache_dir_env
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mmtune-bench-train-") as tmp,
+        cache_dir_env(Path(tmp) / "node-cache"),  # trials above 256 MiB use the node cache: keep it in tmp
+        bench_ray(),
+    ):
         root = Path(tmp)
         prepared = data or bench_prepared(root, patients=patients, size=size, slices=slices, replicate=replicate)
         config = bench_run_config(

@@ -46,6 +46,21 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "mmtune-node-cache")
 
 
+@contextlib.contextmanager
+def cache_dir_env(path: Path) -> Iterator[None]:
+    """Point ``MMTUNE_CACHE_DIR`` at ``path`` for the block (and the Ray started inside it): benchmarks keep their
+    node cache in their own temporary directory."""
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = previous
+
+
 def cache_key(info: DataInfo) -> str:
     """sha256 of what decides a run's harmonised rows (sources' content stamps and the run's data options)."""
     sources = []

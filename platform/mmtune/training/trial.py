@@ -7,7 +7,9 @@ trial (inline) or the rank-0 worker (Ray Train) once, right after that epoch's c
 ``study``, ``trial_name`` (default: Tune's), ``aim_repo``, ``trial_dir`` / ``results_dir``, ``train_storage_path``.
 
 One worker runs the Lightning loop inline in the trial (no worker-group start, in-memory data). More workers run a
-Ray Train ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU) over Ray Data shards; its per-epoch ``ray.train.report``
+Ray Train ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU; one CPU worker: a plain ``DataParallelTrainer``, no
+process group) over Ray Data shards, or over the per-node decoded cache (``data.cache``, mmtune.data.node_cache)
+that each worker maps and reads its rank's rows from; its per-epoch ``ray.train.report``
 reaches Tune through ``TuneReportCallback``. Either way a restarted trial resumes from its last checkpoint
 (``ray.tune.get_checkpoint()`` inline; same Ray Train run name + storage and ``ray.train.get_checkpoint()``).
 ``predictions.parquet`` and ``metrics.json`` in the trial directory always hold the best epoch so far.
