@@ -42,13 +42,13 @@ class GradNorm(GradientWeighting):
 
     def coefficients(self, grads: Tensor, losses: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
         index = torch.tensor([self.tasks.index(n) for n in names], device=self.weights.device)
-        losses = losses.to(self.weights.device)
+        losses = losses.to(self.weights)  # device and dtype (float64 gradients work too)
         first = self.initial_losses[index]
         self.initial_losses[index] = torch.where(torch.isnan(first), losses, first)
         weights = self.weights[index].clone()
-        coefficients = weights.clone().to(grads.device)  # this step backpropagates with the current weights
+        coefficients = weights.clone().to(grads)  # this step backpropagates with the current weights
         with torch.no_grad():
-            norms = grads.norm(dim=1).to(weights.device)
+            norms = grads.norm(dim=1).to(weights)
             weighted = weights * norms
             rates = losses / self.initial_losses[index].clamp_min(1e-12)
             rates = rates / rates.mean().clamp_min(1e-12)
