@@ -48,7 +48,7 @@ def test_list_one_category_and_its_rows(capsys) -> None:
     assert rows["aligned_mtl"][1:3] == ("source=torchjd family=gradient", "scale_mode='min'")
     assert len(rows) >= 20
     names = [row[0] for row in _rows("backbones")]
-    assert names == load_registries()["backbones"].names()
+    assert names == [*load_registries()["backbones"].names(), "timm:<name>", "monai:<name>"]
     tasks = {row[0]: row[1] for row in _rows("tasks")}
     assert tasks["segmentation"] == "default_loss=dice_ce losses=dice/dice_ce"
 

@@ -32,6 +32,34 @@ class Entry:
     tags: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Namespace:
+    """Names ``<prefix>:<rest>`` resolved by ``resolve(rest)`` (an ``Entry`` or ``None`` if unknown) instead of
+    being registered one by one (any timm model, any MONAI network); ``candidates()`` lists the valid ``rest``
+    values for the close-match hint of an unknown name. Resolved entries are cached."""
+
+    prefix: str
+    what: str
+    resolve: Callable[[str], Entry | None]
+    candidates: Callable[[], list[str]]
+    _cache: dict[str, Entry] = field(default_factory=dict)
+
+    def entry(self, rest: str, where: str | None = None) -> Entry:
+        if rest not in self._cache:
+            found = self.resolve(rest) if rest else None
+            if found is None:
+                at = f" at {where}" if where else ""
+                close = difflib.get_close_matches(rest, self.candidates(), n=3, cutoff=0.6)
+                hint = (
+                    "did you mean " + " or ".join(repr(f"{self.prefix}:{c}") for c in close) + "?"
+                    if close
+                    else f"known names: {self.what}"
+                )
+                raise UnknownComponentError(f"unknown {self.prefix} model {rest!r}{at}; {hint}")
+            self._cache[rest] = found
+        return self._cache[rest]
+
+
 class Registry(Generic[F]):
     """Maps names to factories; unknown names raise with the list of known ones."""
 
@@ -41,6 +69,7 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
         self._populate = populate
+        self._namespaces: dict[str, Namespace] = {}
 
     def _filled(self) -> dict[str, Entry]:
         if self._populate is not None:
@@ -60,16 +89,31 @@ class Registry(Generic[F]):
 
         return decorator
 
+    def add_namespace(self, namespace: Namespace) -> None:
+        """Resolve names ``<prefix>:<rest>`` (e.g. ``timm:convnext_nano``) through ``namespace`` on lookup."""
+        if namespace.prefix in self._namespaces:
+            raise ValueError(f"{self.kind} namespace {namespace.prefix!r} is added twice")
+        self._namespaces[namespace.prefix] = namespace
+
+    def namespaces(self) -> list[Namespace]:
+        self._filled()
+        return list(self._namespaces.values())
+
     def entry(self, name: str, where: str | None = None) -> Entry:
         """The entry for ``name``; ``where`` (a YAML key path) is named in the error."""
+        entries = self._filled()
+        prefix, sep, rest = str(name).partition(":")
+        if sep and prefix in self._namespaces:
+            return self._namespaces[prefix].entry(rest, where)
         try:
-            return self._filled()[name]
+            return entries[name]
         except KeyError:
             at = f" at {where}" if where else ""
             known = ", ".join(sorted(self._entries)) or "(none)"
             close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise UnknownComponentError(f"unknown {self.kind} {name!r}{at}; {hint}known: {known}") from None
+            spaces = "".join(f"; or {ns.prefix}:<name> ({ns.what})" for ns in self._namespaces.values())
+            raise UnknownComponentError(f"unknown {self.kind} {name!r}{at}; {hint}known: {known}{spaces}") from None
 
     def get(self, name: str, where: str | None = None) -> Callable[..., Any]:
         """The factory registered under ``name``."""

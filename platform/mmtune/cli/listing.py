@@ -65,7 +65,29 @@ def _rows(category: str) -> list[tuple[str, str, str, str]]:
         ]
     if category == "layouts":
         return [(e.name, *_layout_columns(e.factory), e.description) for e in registries[category]]
-    return [(e.name, _tags(_declared(e)), _params(e.factory), e.description) for e in registries[category]]
+    rows = [(e.name, _tags(_declared(e)), _params(e.factory), e.description) for e in registries[category]]
+    return rows + [_namespace_row(ns) for ns in registries[category].namespaces()]
+
+
+NAMESPACE_HELP = {
+    "timm": (
+        "2d source=timm",
+        "drop_rate=0.0, drop_path_rate=0.0",
+        "any timm model by name, e.g. timm:convnext_nano (timm.create_model, pretrained=False, num_classes=0)",
+    ),
+    "monai": (
+        "2d/3d source=monai",
+        "the class's own arguments",
+        "any MONAI network taking spatial_dims, e.g. "
+        "monai:DenseNet121; read out at each scale down to its bottleneck, the head frozen",
+    ),
+}
+
+
+def _namespace_row(namespace: Any) -> tuple[str, str, str, str]:
+    """One row for a whole namespace of names (``timm:<name>``), described once."""
+    tags, params, text = NAMESPACE_HELP.get(namespace.prefix, ("", "", namespace.what))
+    return (f"{namespace.prefix}:<name>", tags, params, text)
 
 
 def _declared(entry: Any) -> dict[str, Any]:

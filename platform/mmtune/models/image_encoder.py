@@ -91,7 +91,8 @@ def build_image_encoder(cfg: BackboneConfig, image: ImageInfo, extra_channels: i
     check_backbone_layout(cfg, image, entry.tags.get("dims"))
     in_chans = (image.shape[0] if image.layout == "stack2d" and cfg.mode == "channels" else 1) + extra_channels
     try:
-        backbone = entry.factory(in_chans, **params)
+        dims = (LAYOUT_DIMS[image.layout],) if entry.tags.get("any_dims") else ()  # monai:<Net>: from the data
+        backbone = entry.factory(in_chans, *dims, **params)
     except ValueError as exc:  # a parameter value the factory refuses (a name it does not know is caught above)
         raise ConfigError(f"model.backbone.params: {exc}") from None
     encoder = ImageEncoder(backbone, image.layout, cfg.mode, image.shape[0], int(entry.tags.get("min_size", 1)))

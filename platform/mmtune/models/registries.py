@@ -17,7 +17,8 @@ SHARINGS: Registry = Registry("sharing")
 _POPULATING_MODULES = (
     "mmtune.models.backbones",
     "mmtune.models.backbones3d",
-    "mmtune.models.unet",  # U-Net contracting path (designs: U-Net-style encoder-decoder)
+    "mmtune.models.unet",
+    "mmtune.models.external_backbones",  # timm:<name> and monai:<Class> namespaces  # U-Net contracting path (designs: U-Net-style encoder-decoder)
     "mmtune.models.tabular",
     "mmtune.models.fusion",
     "mmtune.models.fusion_factorized",
