@@ -57,3 +57,21 @@ def prepared_synthetic(tmp_path_factory, synthetic_raw, ray_local) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "synthetic"
     prepare(SYNTHETIC_CARD, out, source=synthetic_raw)
     return out
+
+
+@pytest.fixture(scope="session")
+def asha_study(tmp_path_factory, prepared_synthetic, ray_local):
+    """A finished 8-trial ASHA search (curve trial function, Aim on) shared by the driver and analysis tests:
+    (space, results, folder, wall seconds)."""
+    import time
+
+    from helpers.tune import write_space
+    from mmtune.tuning.curve import curve_trial
+    from mmtune.tuning.driver import run_study
+    from mmtune.tuning.space import load_search_space
+
+    folder = tmp_path_factory.mktemp("asha")
+    space = load_search_space(write_space(folder, prepared_synthetic, name="asha"))
+    started = time.monotonic()
+    results = run_study(space, results_dir=folder / "results", trial_fn=curve_trial)
+    return space, results, folder, time.monotonic() - started

@@ -26,15 +26,6 @@ from mmtune.tuning.space import load_search_space
 SEARCHED = ["model.fusion.name", "weighting.name", "weighting.params.alpha", "optim.lr"]
 
 
-@pytest.fixture(scope="module")
-def asha_study(tmp_path_factory, prepared_synthetic, ray_local):
-    folder = tmp_path_factory.mktemp("asha")
-    space = load_search_space(write_space(folder, prepared_synthetic, name="asha"))
-    started = time.monotonic()
-    results = run_study(space, results_dir=folder / "results", trial_fn=curve_trial)
-    return space, results, folder, time.monotonic() - started
-
-
 def test_asha_stops_some_trials_early(asha_study):
     _, results, _, _ = asha_study
     frame = pd.read_parquet(results.paths.trials_parquet)
@@ -191,6 +182,11 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
     assert load_run_config(root / "best_config.yaml").model.fusion.name in {"concat", "late"}
     report = (root / "report" / "report.md").read_text(encoding="utf-8")
     assert all(trial in report for trial in frame["trial"])  # the report ends the search and covers every trial
+    assert report.startswith("# mmtune report: real\n\n## What the search found")  # the search analysis opens it
+    assert "Importance of the dimensions not estimated: 2 usable trial(s)" in report  # too few, said not crashed
+    factors = pd.read_parquet(root / "factors.parquet")
+    assert set(factors.loc[factors["dimension"] == "model.fusion.name", "level"]) == {"concat", "late"}
+    assert (factors["budget"] == 2).all() and (root / "importance.parquet").is_file()
 
 
 def test_optuna_search_with_async_hyperband(tmp_path, prepared_synthetic, ray_local):

@@ -9,6 +9,10 @@ METRICS_FILE = "metrics.json"  # a run's / trial's final metrics
 TRIALS_FILE = "trials.parquet"  # a results directory's one row per trial
 CELLS_FILE = "cells.parquet"  # an ablation study's cells (factor levels per cell)
 STUDY_FILE = "study.yaml"  # an ablation study's file as run (after --set)
+SPACE_FILE = "space.yaml"  # a tuning study's search space as run (after --set; base resolved)
+PROGRESS_FILE = "progress.parquet"  # a tuning study's per-epoch metrics: trial, epoch, metric, value
+FACTORS_FILE = "factors.parquet"  # search analysis: each searched dimension's levels with 95 % CIs
+IMPORTANCE_FILE = "importance.parquet"  # search analysis: importance of each searched dimension
 TRIAL_COLUMNS = (
     "trial",
     "status",

@@ -62,6 +62,7 @@ class Analysis:
     ranks: list[ab.RankTest]
     robust: pd.DataFrame
     sentences: list[str] = field(default_factory=list)
+    search: Any = None  # tuning studies: mmtune.analysis.search_summary.SearchAnalysis
 
 
 def analyse(root: str | Path) -> Analysis:
@@ -84,6 +85,10 @@ def analyse(root: str | Path) -> Analysis:
     if data.kind == "tuning" and len(delong):
         result.sentences += [_tuning_sentence(row) for _, row in delong.iterrows()]
     result.sentences += [robustness_sentence(row, data.replication_phrase()) for _, row in robust.iterrows()]
+    if data.kind == "tuning":
+        from mmtune.analysis.search_summary import analyse_search
+
+        result.search = analyse_search(data.root)
     return result
 
 
@@ -364,6 +369,11 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
     data = analysis.data
     blocks: list[Block] = [Heading(f"mmtune report: {data.name}", 1)]
     blocks += [Warning(p) for p in data.problems]
+    if analysis.search is not None:
+        from mmtune.analysis.search_summary import opening_blocks
+
+        blocks += opening_blocks(analysis.search)
+        blocks.append(Heading("Study"))
     blocks += _summary(data, analysis)
 
     blocks.append(Heading("Findings"))
@@ -410,6 +420,11 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
             ),
             table,
         ]
+
+    if analysis.search is not None:
+        from mmtune.analysis.search_summary import search_blocks
+
+        blocks += search_blocks(analysis.search, images)
 
     blocks.append(Heading("Critical-difference diagrams (Friedman + Nemenyi)"))
     if analysis.ranks:
@@ -484,6 +499,7 @@ class ReportPaths:
     markdown: Path
     html: Path
     images: list[Path]
+    search_sentences: list[str] = field(default_factory=list)  # tuning studies: what the search found
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> ReportPaths:
@@ -496,6 +512,10 @@ def write_report(root: str | Path, out: str | Path | None = None) -> ReportPaths
         images.update(cd_images(analysis, tmp))
         images.update(roc_images(analysis))
         images.update(spread_images(analysis))
+        if analysis.search is not None:
+            from mmtune.analysis.search_summary import search_images
+
+            images.update(search_images(analysis.search))
         for name, (png, _) in images.items():
             (tmp / name).write_bytes(png)
         blocks = build_blocks(analysis, images)
@@ -505,11 +525,16 @@ def write_report(root: str | Path, out: str | Path | None = None) -> ReportPaths
         tmp.chmod(0o755)  # mkdtemp / mkstemp create private files; a report is meant to be shared
         for path in tmp.iterdir():
             path.chmod(0o644)
+    if analysis.search is not None:
+        from mmtune.analysis.search_summary import write_search_files
+
+        write_search_files(analysis.search, analysis.data.root)
     from mmtune.console import warn
 
     for problem in analysis.data.problems:
         warn(problem)
-    return ReportPaths(out, out / "report.md", out / "report.html", sorted(out / n for n in images))
+    sentences = analysis.search.sentences if analysis.search is not None else []
+    return ReportPaths(out, out / "report.md", out / "report.html", sorted(out / n for n in images), sentences)
 
 
 def print_main_table(root: str | Path, console: Any) -> Analysis:

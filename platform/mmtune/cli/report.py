@@ -16,11 +16,17 @@ def report(
     Leaderboard with 95 % CIs and ranks, main effects and interactions (Nadeau-Bengio corrected t-test, Wilcoxon,
     Holm and BH), pooled out-of-fold DeLong, Friedman + Nemenyi CD diagram, ROC curves, per-split spread,
     missing-modality robustness, one sentence per finding and the Aim run hashes. Same results, same bytes.
+    On a tuning study it opens with the search analysis (each searched dimension's best level and whether one
+    validation split can tell it from the next) and writes factors.parquet and importance.parquet beside it.
     """
     from mmtune.analysis.report import write_report
     from mmtune.console import console
 
     paths = write_report(results_dir, out)
+    if paths.search_sentences:
+        console.print("What the search found:", highlight=False)
+        for sentence in paths.search_sentences:
+            console.print(f"- {sentence}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"report: {paths.markdown}", highlight=False)
     console.print(f"report: {paths.html} (self-contained)", highlight=False)
     console.print(f"{len(paths.images)} figure(s) in {paths.out}", highlight=False)

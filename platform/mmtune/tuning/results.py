@@ -3,6 +3,8 @@
 ``results/<study>/``::
 
     trials.parquet          one row per trial (see ``TRIAL_COLUMNS`` + a column per searched key + metrics)
+    progress.parquet        every trial's per-epoch validation metrics (trial, epoch, metric, value)
+    space.yaml              the search space as run (``--set`` applied, base resolved): what the analysis reads
     trials/<trial>/         predictions.parquet (best epoch's per-patient predictions), config.yaml (ready to train)
     best_config.yaml        the best trial's run config: ``mmtune train best_config.yaml``
     tune/                   Ray Tune's experiment (checkpoints, result.json per trial; what --resume restores)
@@ -26,7 +28,7 @@ import yaml
 from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from mmtune.config.loading import get_dotted
 from mmtune.console import console
-from mmtune.results_files import PREDICTIONS_FILE, TRIAL_COLUMNS, TRIALS_FILE
+from mmtune.results_files import PREDICTIONS_FILE, PROGRESS_FILE, SPACE_FILE, TRIAL_COLUMNS, TRIALS_FILE
 from mmtune.trial_config import RUN_KEY, strip_inactive
 from mmtune.tuning.space import SearchSpace
 
@@ -50,6 +52,14 @@ class StudyPaths:
     @property
     def trials_parquet(self) -> Path:
         return self.root / TRIALS_FILE
+
+    @property
+    def progress_parquet(self) -> Path:
+        return self.root / PROGRESS_FILE
+
+    @property
+    def space_file(self) -> Path:
+        return self.root / SPACE_FILE
 
     @property
     def best_config(self) -> Path:
@@ -121,6 +131,14 @@ def _find_predictions(trial_dir: Path, checkpoints: list[Any]) -> Path | None:
 
 def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path]]:
     """Read Tune's experiment: the trials table, each trial's run config, each trial's predictions file."""
+    frame, configs, predictions, _ = _collect(space, paths)
+    return frame, configs, predictions
+
+
+def _collect(
+    space: SearchSpace, paths: StudyPaths
+) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path], pd.DataFrame]:
+    """``collect_trials`` plus the per-epoch progress of every trial (long format)."""
     from ray.tune import ExperimentAnalysis
 
     analysis = ExperimentAnalysis(str(paths.tune_dir), default_metric=space.metric, default_mode=space.mode)
@@ -129,10 +147,12 @@ def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame,
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict] = {}
     predictions: dict[str, Path] = {}
+    progress: list[pd.DataFrame] = []
     searched = list(space.entries)
     for trial in analysis.trials:
         last = trial.last_result or {}
         history = frames.get(trial.trial_id)
+        progress.append(_progress_of(trial.trial_id, history))
         epochs = int(last.get("training_iteration", 0) or 0)
         row: dict[str, Any] = {
             "trial": trial.trial_id,
@@ -167,7 +187,34 @@ def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame,
         frame = frame.sort_values("trial", ignore_index=True)
     if frame.empty:
         frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{space.metric}", f"final/{space.metric}"])
-    return frame, configs, predictions
+    progress_frame = pd.concat(progress, ignore_index=True) if progress else _progress_of("", None)
+    progress_frame = progress_frame.sort_values(["trial", "metric", "epoch"], ignore_index=True)
+    return frame, configs, predictions, progress_frame
+
+
+PROGRESS_COLUMNS = ("trial", "epoch", "metric", "value")
+
+
+def _progress_of(trial_id: str, history: pd.DataFrame | None) -> pd.DataFrame:
+    """A trial's reported validation metrics per epoch (``training_iteration``): what the scheduler saw at its
+    rungs, kept so the search analysis can compare trials at a common budget without reading Tune's files."""
+    empty = pd.DataFrame({"trial": [], "epoch": [], "metric": [], "value": []}).astype(
+        {"trial": str, "epoch": "int64", "metric": str, "value": "float64"}
+    )
+    if history is None or history.empty or "training_iteration" not in history:
+        return empty
+    metrics = [c for c in history.columns if isinstance(c, str) and c.startswith("val/")]
+    if not metrics:
+        return empty
+    long = history[["training_iteration", *metrics]].melt(
+        id_vars="training_iteration", var_name="metric", value_name="value"
+    )
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    long = long.dropna(subset=["training_iteration"]).rename(columns={"training_iteration": "epoch"})
+    long["epoch"] = long["epoch"].astype("int64")
+    long.insert(0, "trial", trial_id)
+    # a restored trial reports its resumed epochs again: keep the last report of each epoch
+    return long.drop_duplicates(["trial", "epoch", "metric"], keep="last").astype({"value": "float64"})
 
 
 def _early_stopped(paths: StudyPaths) -> set[str]:
@@ -209,8 +256,9 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def write_results(space: SearchSpace, paths: StudyPaths) -> StudyResults:
-    """Write ``trials.parquet``, ``trials/<trial>/`` and ``best_config.yaml`` from the experiment on disk."""
-    frame, configs, predictions = collect_trials(space, paths)
+    """Write ``trials.parquet``, ``progress.parquet``, ``space.yaml``, ``trials/<trial>/`` and
+    ``best_config.yaml`` from the experiment on disk."""
+    frame, configs, predictions, progress = _collect(space, paths)
     with atomic_directory(paths.trials_dir, overwrite=True) as tmp:
         for trial_id, config in configs.items():
             folder = tmp / trial_id
@@ -229,8 +277,21 @@ def write_results(space: SearchSpace, paths: StudyPaths) -> StudyResults:
             f" at epoch {best['best_epoch']}.\n# Train it again with: mmtune train {paths.best_config}\n"
         )
         atomic_write_text(paths.best_config, header + yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(paths.space_file, space_record(space))
+    atomic_write_bytes(paths.progress_parquet, _parquet_bytes(progress))
     atomic_write_bytes(paths.trials_parquet, _parquet_bytes(frame))
     return results
+
+
+def space_record(space: SearchSpace) -> str:
+    """The search space as run, as YAML: the settings after ``--set`` with the resolved base run config and the
+    effective name, metric, mode and ``max_t`` (the search analysis reads samplers and scheduler rungs from it)."""
+    record = space.config.model_dump(mode="json", exclude_none=True)
+    record["space"] = {key: space.entries[key].model_dump(mode="json", exclude_none=True) for key in space.entries}
+    record.update(name=space.name, metric=space.metric, mode=space.mode, base=space.base)
+    record["scheduler"]["max_t"] = space.max_t
+    header = f"# Search space of study {space.name} as run (from {space.path}).\n"
+    return header + yaml.safe_dump(record, sort_keys=False)
 
 
 def print_summary(results: StudyResults, searched: list[str], limit: int = 20) -> None:
