@@ -55,7 +55,10 @@ def test_a_valid_config_passes_without_warnings() -> None:
             r"^unknown fusion 'x' at model\.fusion\.name; known: clinical_only, concat",
         ),
         ({"model": {"backbone": {"name": "vit"}}}, r"^unknown backbone 'vit' at model\.backbone\.name; known: "),
-        ({"model": {"clinical_encoder": {"name": "xgb"}}}, r"at model\.clinical_encoder\.name; known: mlp$"),
+        (
+            {"model": {"clinical_encoder": {"name": "xgb"}}},
+            r"at model\.clinical_encoder\.name; known: ft_transformer, mlp$",
+        ),
         (
             {"weighting": {"name": "mgdaa"}},
             r"^unknown weighting 'mgdaa' at weighting\.name; did you mean 'mgda'\? known: aligned_mtl, cagrad",

@@ -37,7 +37,7 @@ def check_run_config(
     from mmtune.losses.registries import TASK_LOSSES, WEIGHTINGS
     from mmtune.losses.tasks import allowed_losses
     from mmtune.models.image_encoder import check_backbone_layout
-    from mmtune.models.multitask import check_model_combination
+    from mmtune.models.multitask import check_model_combination, clinical_encoder_kwargs
     from mmtune.models.registries import BACKBONES, CLINICAL_ENCODERS, FUSIONS, SHARINGS
     from mmtune.registry import validate_params
 
@@ -47,6 +47,7 @@ def check_run_config(
     backbone = BACKBONES.entry(model.backbone.name, "model.backbone.name")
     validate_params(backbone, model.backbone.params, "model.backbone.params")
     CLINICAL_ENCODERS.check(model.clinical_encoder.name, "model.clinical_encoder.name")
+    clinical_encoder_kwargs(model.clinical_encoder)  # its params against the encoder's signature
     fusion = FUSIONS.entry(model.fusion.name, "model.fusion.name")
     validate_params(fusion, model.fusion.params, "model.fusion.params")
     sharing = SHARINGS.entry(model.sharing, "model.sharing")

@@ -114,6 +114,9 @@ class ClinicalEncoderConfig(StrictModel):
     depth: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     missing_indicators: bool = True
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the encoder's own keyword arguments (e.g. ft_transformer: heads)"
+    )
 
 
 class FusionConfig(StrictModel):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from mmtune.config.run import ModelConfig
+from mmtune.config.run import ClinicalEncoderConfig, ModelConfig
 from mmtune.data.format import ImageInfo
 from mmtune.errors import ConfigError
 from mmtune.models.features import ClinicalFeatures, ImageFeatures
@@ -183,10 +183,10 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
     clinical_encoder = None
     if fusion_cls.needs_clinical_encoder:
         entry = CLINICAL_ENCODERS.entry(cfg.clinical_encoder.name, "model.clinical_encoder.name")
-        c = cfg.clinical_encoder
-        clinical_encoder = entry.factory(
-            n_clinical, hidden=c.hidden, depth=c.depth, dropout=c.dropout, missing_indicators=c.missing_indicators
-        )
+        try:
+            clinical_encoder = entry.factory(n_clinical, **clinical_encoder_kwargs(cfg.clinical_encoder))
+        except ValueError as exc:
+            raise ConfigError(f"model.clinical_encoder: {exc} ({cfg.clinical_encoder.name!r})") from None
     dims = FusionDims(
         image=image_encoder.out_dim if image_encoder is not None else 0,
         clinical=int(getattr(clinical_encoder, "out_dim", 0)),
@@ -221,6 +221,22 @@ def build_model(cfg: ModelConfig, image: ImageInfo, n_clinical: int, tasks: list
     return MultiTaskModel(
         tasks, image_encoder, clinical_encoder, fusion, heads, dense_heads, cfg.fusion.modality_dropout, sharing
     )
+
+
+COMMON_ENCODER_KEYS = ("hidden", "depth", "dropout", "missing_indicators")
+
+
+def clinical_encoder_kwargs(cfg: ClinicalEncoderConfig) -> dict[str, Any]:
+    """The encoder factory's keyword arguments: the common keys plus ``params`` checked against its signature."""
+    entry = CLINICAL_ENCODERS.entry(cfg.name, "model.clinical_encoder.name")
+    for key in cfg.params:
+        if key in COMMON_ENCODER_KEYS:
+            raise ConfigError(
+                f"model.clinical_encoder.params.{key}: set model.clinical_encoder.{key} instead (a common key)"
+            )
+    params = validate_params(entry, cfg.params, "model.clinical_encoder.params")
+    common = {k: getattr(cfg, k) for k in COMMON_ENCODER_KEYS}
+    return {**common, **params}
 
 
 def build_sharing(cfg: ModelConfig, fusion: Fusion, vector_tasks: list[str]) -> nn.ModuleDict | None:

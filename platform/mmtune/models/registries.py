@@ -20,6 +20,7 @@ _POPULATING_MODULES = (
     "mmtune.models.unet",
     "mmtune.models.external_backbones",  # timm:<name> and monai:<Class> namespaces  # U-Net contracting path (designs: U-Net-style encoder-decoder)
     "mmtune.models.tabular",
+    "mmtune.models.ft_transformer",
     "mmtune.models.fusion",
     "mmtune.models.fusion_factorized",
     "mmtune.models.fusion_backbone",
