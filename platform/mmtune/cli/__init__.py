@@ -1,12 +1,14 @@
 """The ``mmtune`` command line.
 
 Sub-commands live in one module each and import heavy libraries (torch, ray) only when they run, so
-``mmtune --help`` stays fast. User mistakes (``UserError``) print one line and exit 2.
+``mmtune --help`` stays fast. User mistakes (``UserError``) print one line and exit 2; environment errors (disk
+full, permission denied, a corrupt Parquet file) one line naming the path and the cause (``mmtune.cli.failures``).
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 
@@ -19,7 +21,7 @@ from mmtune.cli import predict as predict_cli
 from mmtune.cli import report as report_cli
 from mmtune.cli import train as train_cli
 from mmtune.cli import tune as tune_cli
-from mmtune.errors import UserError
+from mmtune.cli.failures import TRACEBACK_ENV, describe, find_user_error, wants_traceback
 
 app = typer.Typer(
     name="mmtune",
@@ -40,32 +42,32 @@ app.command("predict")(predict_cli.predict)
 app.command("evaluate")(evaluate_cli.evaluate)
 
 
-def find_user_error(exc: BaseException) -> UserError | None:
-    """The ``UserError`` behind ``exc``: itself, a Ray task error's cause, or a chained cause."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, UserError):
-            return current
-        cause = getattr(current, "cause", None)  # ray.exceptions.RayTaskError
-        if isinstance(cause, BaseException):
-            current = cause
-            continue
-        current = current.__cause__ or current.__context__
-    return None
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False, "--verbose", help=f"Print the traceback of a failure (or set {TRACEBACK_ENV}=1)."
+    ),
+) -> None:
+    """Options of every command (read by ``main``)."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: typer handles usage errors (exit 2); ``UserError`` becomes one line + exit 2."""
+    """Console-script entry point: typer handles usage errors (exit 2); a ``UserError`` or an environment error
+    (disk full, permission denied, corrupt Parquet) becomes one line + its exit code (``mmtune.cli.failures``)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="mmtune")
+        app(args=args, prog_name="mmtune")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
     except Exception as exc:
-        user_error = find_user_error(exc)
-        if user_error is None:
+        failure = describe(exc)
+        if failure is None:
             raise
-        sys.stderr.write(f"error: {user_error}\n")
-        raise SystemExit(user_error.exit_code) from None
+        if wants_traceback(args):
+            traceback.print_exception(exc)
+        sys.stderr.write(failure.message + "\n")
+        raise SystemExit(failure.exit_code) from None
+
+
+__all__ = ["app", "find_user_error", "main"]

@@ -44,6 +44,18 @@ DEFAULT_MULTILABEL_MAP: dict[str, float] = {
 }
 
 
+def inside_source(value: str) -> str:
+    """``value`` unchanged when it is a path below the source folder; ``ValueError`` when it could leave it."""
+    text = value.replace("\\", "/")
+    if not text.strip():
+        raise ValueError("expected a path inside the source folder, got an empty string")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or text.startswith("~"):
+        raise ValueError(f"{value!r} is absolute; give a path relative to the source folder (source.path)")
+    if ".." in text.split("/"):
+        raise ValueError(f"{value!r}: '..' would leave the source folder (source.path)")
+    return value
+
+
 class SourceSpec(StrictModel):
     """Where the raw data live and how they are laid out.
 
@@ -67,6 +79,12 @@ class SourceSpec(StrictModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="files/table: templates and parsing options (mmtune.data.layouts)"
     )
+
+    @field_validator("clinical_table", "patient_dir", "image_glob", "mask_glob")
+    @classmethod
+    def _inside_source(cls, value: str | None) -> str | None:
+        """Paths and globs relative to the source folder may not leave it (no absolute path, no ``..`` part)."""
+        return None if value is None else inside_source(value)
 
     @field_validator("layout", mode="before")
     @classmethod

@@ -118,6 +118,17 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+class ShardInfo(BaseModel):
+    """What ``prepare`` wrote for one shard, checked before training (``mmtune.data.integrity``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
 class Manifest(BaseModel):
     """``manifest.json`` of a prepared data set (no PHI: ids, counts, names and statistics only)."""
 
@@ -131,6 +142,8 @@ class Manifest(BaseModel):
     mmtune_version: str = ""
     n_patients: int
     shards: list[str]
+    # one entry per shard (same order): size, rows and SHA-256; empty in manifests of mmtune before issue 11
+    shard_info: list[ShardInfo] = Field(default_factory=list)
     image: ImageInfo
     mask: ArraySpec | None = None
     tasks: list[TaskSpec]

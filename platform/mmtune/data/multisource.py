@@ -24,6 +24,7 @@ from mmtune.data.format import (
     read_manifest,
     shard_paths,
 )
+from mmtune.data.integrity import verify_prepared
 from mmtune.errors import DataError
 from mmtune.tasks import TaskKind, TaskSpec
 
@@ -130,6 +131,7 @@ def _sources(cfg: DataConfig) -> list[Source]:
     for index, src in enumerate(cfg.sources):
         path = Path(src.path).expanduser().resolve()
         manifest = read_manifest(path)
+        verify_prepared(path, manifest)  # hashed once per node, then remembered (mmtune.data.integrity)
         name = src.name or manifest.name
         if name in names:
             name = f"{name}_{index}"

@@ -34,31 +34,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from mmtune.data.cache_dir import CACHE_ENV as CACHE_ENV  # re-exported: benchmarks set it
+from mmtune.data.cache_dir import cache_dir_env as cache_dir_env
+from mmtune.data.cache_dir import cache_root
 from mmtune.data.format import FOLD, GROUP, IMAGE, MASK, PATIENT_ID, SPLIT
 from mmtune.data.multisource import DataInfo, split_expression
 
-CACHE_ENV = "MMTUNE_CACHE_DIR"
 CACHE_VERSION = 1
 IMAGE_FILE, MASK_FILE, COLUMNS_FILE = "image.npy", "mask.npy", "columns.npz"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "mmtune-node-cache")
-
-
-@contextlib.contextmanager
-def cache_dir_env(path: Path) -> Iterator[None]:
-    """Point ``MMTUNE_CACHE_DIR`` at ``path`` for the block (and the Ray started inside it): benchmarks keep their
-    node cache in their own temporary directory."""
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(path)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = previous
 
 
 def cache_key(info: DataInfo) -> str:

@@ -340,6 +340,9 @@ def write_prepared(plan: Plan, out: Path, *, num_cpus: int | None = None, progre
         mmtune_version=mmtune.__version__,
         n_patients=len(kept),
         shards=c.shards,
+        shard_info=[
+            fmt.ShardInfo(name=f["name"], rows=f["rows"], bytes=f["bytes"], sha256=f["sha256"]) for f in c.shard_facts
+        ],
         image=layout.image_info,
         mask=layout.mask_info,
         tasks=layout.tasks,

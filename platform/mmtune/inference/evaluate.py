@@ -72,12 +72,13 @@ def evaluate(
     from mmtune.analysis.clinical.subgroups import check_subgroups, patient_covariates
     from mmtune.atomic import atomic_directory
     from mmtune.data.format import read_manifest
+    from mmtune.data.integrity import verify_prepared
     from mmtune.inference.runs import resolve_run
 
     settings = settings or ClinicalConfig()
     data_path = Path(data).expanduser().resolve()
     manifest = read_manifest(data_path)
-    _verify_shards(data_path)
+    verify_prepared(data_path, manifest)
     covariates = patient_covariates(data_path)
     check_subgroups(settings, covariates, "evaluate")
     resolved = [resolve_run(r) for r in runs]  # every RUN is checked before anything is computed
@@ -102,17 +103,6 @@ def _unique(label: str, root: Path) -> str:
         i += 1
         candidate = f"{label}_{i}"
     return candidate
-
-
-def _verify_shards(data_path: Path) -> None:
-    """The data's shard hashes (issue 11's integrity check) when this mmtune has it."""
-    try:
-        from mmtune.data import integrity  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    verify = getattr(integrity, "verify_prepared", None) or getattr(integrity, "verify", None)
-    if callable(verify):
-        verify(data_path)
 
 
 def _evaluate_one(

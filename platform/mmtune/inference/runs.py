@@ -106,7 +106,7 @@ def _load(checkpoint: Path) -> dict[str, Any]:
     import torch
 
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RunError(f"{checkpoint}: not a readable checkpoint ({first[:120]}); {EXPECTED}") from None

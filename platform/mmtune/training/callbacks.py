@@ -163,7 +163,7 @@ class TrialReporter(Checkpoint):
             return
         import torch
 
-        state = torch.load(best, map_location=pl_module.device, weights_only=False)
+        state = torch.load(best, map_location=pl_module.device, weights_only=True)
         pl_module.load_state_dict(state["state_dict"])
         loaders = {"val": trainer.val_dataloaders, "test": self.test_batches}
         metrics: dict[str, float] = {}

@@ -269,5 +269,5 @@ def _best_epoch(path: str) -> int | None:
         return None
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state.get("epoch", 0)) + 1

@@ -261,5 +261,5 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
 
 def load_weights(module: MultiTaskModule, checkpoint_path: str) -> None:
     """Load a Lightning checkpoint's weights into ``module`` (``weights_only`` safe load)."""
-    state = torch.load(checkpoint_path, map_location=module.device, weights_only=False)
+    state = torch.load(checkpoint_path, map_location=module.device, weights_only=True)
     module.load_state_dict(state["state_dict"])

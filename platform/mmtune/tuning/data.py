@@ -1,6 +1,7 @@
 """The prepared data a search reads: checked before Ray starts, prepared from a card when absent.
 
-A directory that exists but is not a prepared data set is an error (one line), never silently re-prepared. A
+A directory that exists but is not a prepared data set, or whose shards do not match its manifest, is an error (one
+line), never silently re-prepared. A
 missing directory with a ``card`` is prepared (and, with ``data.synth``, the built-in synthetic raw data are
 generated first when the card's source is absent).
 """
@@ -15,6 +16,7 @@ from mmtune.config.run import default_prepared_path
 from mmtune.config.search import SynthSpec
 from mmtune.console import err_console
 from mmtune.data.format import Manifest, read_manifest
+from mmtune.data.integrity import verify_prepared
 from mmtune.errors import DataError
 from mmtune.tuning.space import SearchSpace
 
@@ -48,19 +50,27 @@ def plan_data(space: SearchSpace) -> DataPlan:
     synth = space.config.data.synth if space.config.data is not None else None
     if isinstance(data.get("path"), list):
         paths = [Path(s["path"]) for s in data["path"]]
-        manifests = [read_manifest(p) for p in paths]
+        manifests = [_checked(p) for p in paths]
         return DataPlan(paths, card, source, synth, manifests)
     if data.get("path") is None:
         assert card is not None  # DataConfig requires path or card
         data["path"] = str(default_prepared_path(card).resolve())
     path = Path(data["path"])
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        return DataPlan([path], card, source, synth, read_manifest(path))
+        return DataPlan([path], card, source, synth, _checked(path))
     if card is None:
         raise DataError(f"{path}: data directory not found; prepare it (mmtune data prepare) or give data.card")
     if not card.is_file():
         raise DataError(f"{card}: dataset card not found (data.card)")
     return DataPlan([path], card, source, synth, None)
+
+
+def _checked(path: Path) -> Manifest:
+    """The manifest, after the shards are checked against it (once here, before Ray starts; the trials' own check
+    then finds the hashes remembered on this node)."""
+    manifest = read_manifest(path)
+    verify_prepared(path, manifest)
+    return manifest
 
 
 def ensure_data(plan: DataPlan, address: str | None = None) -> Manifest | list[Manifest]:

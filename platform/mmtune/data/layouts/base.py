@@ -33,6 +33,18 @@ class SourceTable:
     data: bytes
 
 
+def table_path(root: Path, card: DatasetCard) -> Path:
+    """``source.clinical_table`` under ``root``; one that resolves outside it (a symlink) is a ``DataError``."""
+    from mmtune.errors import DataError
+
+    path = (root / card.source.clinical_table).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise DataError(
+            f"source.clinical_table: {card.source.clinical_table!r} resolves to {path}, outside the source folder {root}"
+        )
+    return path
+
+
 def file_bytes(path: Path) -> bytes:
     return path.read_bytes() if path.is_file() else b""
 
@@ -75,7 +87,7 @@ class SourceLayout:
         """The patient table: the clinical CSV at ``source.clinical_table``."""
         from mmtune.data.clinical import read_table
 
-        path = (root / card.source.clinical_table).resolve()
+        path = table_path(root, card)
         return SourceTable(path, read_table(path, card.patient_id), file_bytes(path))
 
     @classmethod

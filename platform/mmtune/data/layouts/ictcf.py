@@ -57,6 +57,7 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
     source = card.source
     pattern = _template_regex(source.patient_dir)
     discovery = Discovery()
+    inside = root.resolve()
     folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
     for folder in folders:
         match = pattern.match(folder.name)
@@ -66,10 +67,12 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
             pid = match["id"]
         else:
             continue
-        files = [p for p in folder.glob(source.image_glob) if p.is_file()]
+        files = [p for p in folder.glob(source.image_glob) if _file_inside(p, inside)]
         mask = None
         if source.mask_glob:
-            masks = sorted((p for p in folder.glob(source.mask_glob) if p.is_file()), key=lambda p: natural_key(p.name))
+            masks = sorted(
+                (p for p in folder.glob(source.mask_glob) if _file_inside(p, inside)), key=lambda p: natural_key(p.name)
+            )
             mask = masks[0].relative_to(root).as_posix() if masks else None
             files = [p for p in files if p not in masks]
         rel = [p.relative_to(root).as_posix() for p in files]
@@ -82,3 +85,8 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
         images.mask = mask
         discovery.patients[pid] = images
     return discovery
+
+
+def _file_inside(path: Path, root: Path) -> bool:
+    """A file whose real path is inside the source folder (a symlink leaving it is not read)."""
+    return path.is_file() and path.resolve().is_relative_to(root)

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from mmtune.config.card import SOURCE_LAYOUTS, DatasetCard, SourceSpec
 from mmtune.config.loading import StrictModel
 from mmtune.data.discovery import Discovery
-from mmtune.data.layouts.base import SourceLayout, SourceTable, file_bytes
+from mmtune.data.layouts.base import SourceLayout, SourceTable, file_bytes, table_path
 from mmtune.data.layouts.templates import DigitSplit, check_template, discover_templates, fill, resolve, template_fields
 from mmtune.errors import DataError
 
@@ -68,7 +68,7 @@ class TableLayout(SourceLayout):
         """The clinical CSV (``options.separator``), its template columns checked and its digit strings split."""
         from mmtune.data.clinical import read_table
 
-        path = (root / card.source.clinical_table).resolve()
+        path = table_path(root, card)
         options: TableOptions = cls.parse_options(card.source.options)
         if path.suffix.lower() in EXCEL_SUFFIXES:
             raise DataError(
