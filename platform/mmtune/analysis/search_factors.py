@@ -82,14 +82,23 @@ def _fmt_bound(value: float) -> str:
     return f"{value:.1e}" if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4) else f"{value:.3g}"
 
 
+def level_label(value: object) -> str:
+    """A categorical value as text; ``16.0`` (an int choice in a column with inactive NaNs) reads ``16``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
 def level_labels(dimension: Dimension, column: pd.Series) -> tuple[pd.Series, list[str]]:
     """Each trial's level label (NaN where the dimension was inactive) and the levels in display order."""
     active = column[~column.map(is_missing)]
     if dimension.kind == CATEGORICAL:
-        declared = [str(v) for v in dimension.levels]
-        seen = [str(v) for v in sorted(active.unique(), key=str)]
+        declared = [level_label(v) for v in dimension.levels]
+        seen = sorted({level_label(v) for v in active}, key=str)
         order = declared + [v for v in seen if v not in declared]
-        return column.map(lambda v: None if is_missing(v) else str(v)), order
+        return column.map(lambda v: None if is_missing(v) else level_label(v)), order
     values = active.astype(float)
     if values.empty:
         return column.map(lambda _: None), []

@@ -113,7 +113,25 @@ def _level_sentence(analysis: SearchAnalysis, c: Comparison) -> str:
             f" Trend: {num(s['slope'], True, 3)} per {s['per']} [{num(s['ci_lo'], True, 3)}, "
             f"{num(s['ci_hi'], True, 3)}] (OLS, {p_text(s['p'])})."
         )
-    return f"{head}, {verdict}"
+    return f"{head}, {verdict}{_survivors_phrase(analysis, c.dimension)}"
+
+
+def _survivors_phrase(analysis: SearchAnalysis, key: str) -> str:
+    """Where the scheduler let trials run on: the best level among those that reached the last epoch."""
+    part = analysis.factors[
+        (analysis.factors["dimension"] == key) & ~analysis.factors["common"] & (analysis.factors["n_trials"] > 0)
+    ]
+    if part.empty:
+        return ""
+    ranked_levels = part.sort_values(
+        ["mean", "order"], ascending=[not analysis.inputs.better_is_higher, True], kind="mergesort"
+    )
+    top = ranked_levels.iloc[0]
+    n = int(part["n_trials"].sum())
+    return (
+        f" Among the {n} trials that ran to epoch {int(top['budget'])} (survivors, not a fair comparison): best "
+        f"`{top['level']}` ({num(top['mean'], digits=3)}, {int(top['n_trials'])} trial{'s' if top['n_trials'] != 1 else ''})."
+    )
 
 
 def search_sentences(analysis: SearchAnalysis) -> list[str]:
