@@ -55,6 +55,18 @@ def trained(prepared_synthetic: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def trained_b(prepared_synthetic: Path, tmp_path_factory) -> Path:
+    """A second model of the same config (another seed, one epoch): an ensemble member."""
+    from mmtune.config.run import load_run_config
+    from mmtune.training.fit import fit
+
+    overrides = {"data.path": str(prepared_synthetic), "tracking.aim_repo": None, "trainer.progress": False}
+    overrides.update({"trainer.max_epochs": 1, "trainer.seed": 1})
+    cfg = load_run_config(REPO / "configs" / "multitask.yaml", overrides)
+    return fit(cfg, tmp_path_factory.mktemp("eval_run_b") / "run_b").run_dir
+
+
+@pytest.fixture(scope="module")
 def settings_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("clinical") / "clinical.yaml"
     path.write_text(
@@ -140,6 +152,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     refused(["evaluate", str(tmp_path / "junk.ckpt"), *base], "not a readable checkpoint")
     wide = _copy_with_manifest(external, tmp_path / "wide", lambda m: m["image"].update(shape=[4, 64, 64]))
     refused(["evaluate", str(trained), "--data", str(wide), "--results", str(results)], "[4, 64, 64]")
+    refused(["evaluate", str(trained), "--data", str(wide), "--results", str(results)], "model's stack2d [4, 32, 32]")
     renamed = _copy_with_manifest(
         external, tmp_path / "renamed", lambda m: m["tasks"][1].update(classes=["Control", "Mild", "Severe"])
     )
@@ -151,3 +164,96 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     bad_target.write_text("clinical:\n  specificity_targets: [1.5]\n")
     refused(["evaluate", str(trained), *base, "--config", str(bad_target)], "(0, 1)")
     refused(["predict", str(trained), "--split", "everything"], "--split")
+
+
+def test_ensemble_averages_the_members_and_separate_runs_get_one_directory_each(
+    trained: Path, trained_b: Path, external: Path, tmp_path: Path
+) -> None:
+    results, quick = tmp_path / "results", tmp_path / "quick.yaml"
+    quick.write_text("clinical: {n_boot: 100}\n")
+    base = ["--data", str(external), "--results", str(results), "--split", "test", "--config", str(quick)]
+    assert _cli(["evaluate", str(trained), str(trained_b), *base, "--name", "sep"]) == 0
+    assert sorted(p.name for p in (results / "sep").iterdir()) == ["run", "run_b"]
+    one, two = (pd.read_parquet(results / "sep" / r / "predictions.parquet") for r in ("run", "run_b"))
+    assert len(one) == read_split(external, "test") and not np.allclose(one["score_covid"], two["score_covid"])
+    assert _cli(["evaluate", str(trained), str(trained_b), *base, "--name", "ens", "--ensemble"]) == 0
+    ens = pd.read_parquet(results / "ens" / "predictions.parquet")
+    averaged = [c for c in ens.columns if c.startswith("score_")]
+    assert {"score_covid", "score_morbidity_type_i"} <= set(averaged)
+    for column in averaged:
+        assert np.allclose(ens[column], (one[column] + two[column]) / 2, atol=1e-6), column
+    scores = ens[[c for c in ens.columns if c.startswith("score_morbidity_")]].to_numpy()
+    assert (ens["pred_morbidity"].to_numpy() == scores.argmax(axis=1)).all()
+    record = json.loads((results / "ens" / "evaluation.json").read_text())
+    assert record["ensemble"] and [r["label"] for r in record["runs"]] == ["run", "run_b"]
+    assert "pooled over the ensemble" in record["threshold_source"]
+    metrics = json.loads((results / "ens" / "metrics.json").read_text())
+    lab = ens[ens["y_covid"] >= 0]
+    assert metrics["covid/auroc"] == pytest.approx(roc_auc_score(lab["y_covid"], lab["score_covid"]), abs=1e-6)
+    assert "Ensemble: the mean predicted probability of 2 models" in (results / "ens" / "report.md").read_text()
+
+
+def read_split(prepared: Path, split: str) -> int:
+    from mmtune.data.format import read_manifest
+
+    return read_manifest(prepared).split_sizes[split]
+
+
+def test_classes_are_matched_by_name_not_position(trained: Path, external: Path, tmp_path: Path) -> None:
+    """The same labels under a card that lists the morbidity classes in another order: each label is mapped
+    to the model's class of the same name (label k of the reversed card is class 2 - k of the model's)."""
+    from mmtune.data.format import read_manifest
+
+    order = list(read_manifest(external).tasks[1].classes)
+    assert len(order) == 3
+
+    def reverse(m: dict) -> None:
+        task = next(t for t in m["tasks"] if t["name"] == "morbidity")
+        task["classes"] = list(reversed(task["classes"]))
+
+    reversed_data = _copy_with_manifest(external, tmp_path / "reversed", reverse)
+    same, mapped = tmp_path / "same.parquet", tmp_path / "mapped.parquet"
+    assert _cli(["predict", str(trained), "--data", str(external), "--split", "all", "--out", str(same)]) == 0
+    assert _cli(["predict", str(trained), "--data", str(reversed_data), "--split", "all", "--out", str(mapped)]) == 0
+    a, b = pd.read_parquet(same), pd.read_parquet(mapped)
+    assert np.allclose(a["score_morbidity_type_i"], b["score_morbidity_type_i"])
+    labelled = a["y_morbidity"] >= 0
+    assert labelled.any() and (a["y_morbidity"].nunique() > 1)
+    assert (b.loc[labelled, "y_morbidity"] == 2 - a.loc[labelled, "y_morbidity"]).all()
+    assert (b.loc[~labelled, "y_morbidity"] == -1).all()
+
+
+def test_missing_and_unknown_clinical_features_are_listed(
+    trained: Path, external: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data set whose `Age` column is called `AgeYears`: the model sees Age as missing (indicator set) and
+    ignores AgeYears; both are listed by predict (warnings), in evaluation.json and in the report."""
+    from mmtune.data.format import read_manifest
+    from mmtune.inference.align import align
+    from mmtune.inference.runs import resolve_run
+
+    features = list(read_manifest(external).clinical.features)
+    assert "Age" in features
+
+    def rename(m: dict) -> None:
+        m["clinical"]["features"] = ["AgeYears" if f == "Age" else f for f in m["clinical"]["features"]]
+
+    renamed = _copy_with_manifest(external, tmp_path / "renamed_age", rename)
+    capsys.readouterr()
+    out = tmp_path / "p.parquet"
+    assert _cli(["predict", str(trained), "--data", str(renamed), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "missing in the data (set missing): Age" in err and "never saw (ignored): AgeYears" in err
+    spec = resolve_run(trained).spec()
+    aligned = align(spec, renamed, "all")
+    j = list(spec.features).index("Age")
+    assert (aligned.columns["clinical_missing"][:, j] == 1).all() and (aligned.columns["clinical"][:, j] == 0).all()
+    results, quick = tmp_path / "results", tmp_path / "quick.yaml"
+    quick.write_text("clinical: {n_boot: 100}\n")
+    args = ["evaluate", str(trained), "--data", str(renamed), "--results", str(results), "--name", "r"]
+    assert _cli([*args, "--config", str(quick)]) == 0
+    record = json.loads((results / "r" / "evaluation.json").read_text())
+    assert record["missing_features"] == ["Age"] and record["extra_features"] == ["AgeYears"]
+    report = (results / "r" / "report.md").read_text()
+    assert "lacks (set missing, through the missing-value indicators): Age" in report
+    assert "never saw (ignored): AgeYears" in report
