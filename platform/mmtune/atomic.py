@@ -32,7 +32,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno or 0), str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -61,7 +64,10 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not overwrite and any(path.iterdir()):
         raise FileExistsError(str(path))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:  # e.g. a folder the user may not write: name the output, not the temp name
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno or 0), str(path)) from exc
     try:
         yield tmp
     except BaseException as exc:

@@ -7,6 +7,7 @@ full, permission denied, a corrupt Parquet file) one line naming the path and th
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 
@@ -21,7 +22,14 @@ from mmtune.cli import predict as predict_cli
 from mmtune.cli import report as report_cli
 from mmtune.cli import train as train_cli
 from mmtune.cli import tune as tune_cli
-from mmtune.cli.failures import TRACEBACK_ENV, describe, find_user_error, wants_traceback
+from mmtune.cli.failures import (
+    TRACEBACK_ENV,
+    describe,
+    find_user_error,
+    one_line_library_errors,
+    wants_traceback,
+)
+from mmtune.cli.ray_auth import quiet_local_auth
 
 app = typer.Typer(
     name="mmtune",
@@ -55,11 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: typer handles usage errors (exit 2); a ``UserError`` or an environment error
     (disk full, permission denied, corrupt Parquet) becomes one line + its exit code (``mmtune.cli.failures``)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    quiet_local_auth(args)
+    quiet = contextlib.nullcontext() if wants_traceback(args) else one_line_library_errors()
     try:
-        app(args=args, prog_name="mmtune")
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        raise SystemExit(130) from None
+        with quiet:
+            code = _run(args)
     except Exception as exc:
         failure = describe(exc)
         if failure is None:
@@ -68,6 +76,31 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exception(exc)
         sys.stderr.write(failure.message + "\n")
         raise SystemExit(failure.exit_code) from None
+    raise SystemExit(code)
+
+
+def _run(args: list[str]) -> int:
+    """Run the app without click's standalone handling, so an ``EOFError`` (a truncated file, often a full disk)
+    reaches ``describe`` instead of becoming a bare "Aborted."; usage errors keep typer's formatting (exit 2)."""
+    from typer import rich_utils
+    from typer._click.exceptions import ClickException
+
+    from mmtune.cli.failures import Abort
+
+    try:
+        result = app(args=args, prog_name="mmtune", standalone_mode=False)
+    except ClickException as exc:
+        rich_utils.rich_format_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Abort as exc:
+        if exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        rich_utils.rich_abort_error()
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 __all__ = ["app", "find_user_error", "main"]

@@ -12,11 +12,15 @@ Errors raised inside Ray tasks and actors arrive wrapped (``RayTaskError``); the
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from typer.exceptions import Abort as Abort  # re-exported for the CLI entry point
 
 from mmtune.errors import UserError
 
@@ -66,7 +70,50 @@ def describe(exc: BaseException) -> Failure | None:
             return Failure(f"error: {_os_message(cause)}", ENVIRONMENT_EXIT)
         if _is_arrow_error(cause):
             return Failure(f"error: unreadable data file: {_first_line(cause)}", 2)
+        if isinstance(cause, EOFError):
+            return Failure(
+                f"error: a file ended before it was complete ({_first_line(cause)}): it was truncated, often by a "
+                "full disk; check the free space of the output folders (--verbose shows where)",
+                ENVIRONMENT_EXIT,
+            )
     return None
+
+
+QUIETED_LOGGERS = ("ray.tune", "ray.train", "ray.air")
+
+
+@contextlib.contextmanager
+def one_line_library_errors() -> Iterator[None]:
+    """Ray Tune logs every failed trial with its full traceback (hundreds of lines when the disk is full); inside
+    the block such records keep their line and gain the cause in one line instead. The traceback stays in the
+    trial's ``error.txt``; ``--verbose`` keeps Ray's output as it is."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.exc_info and record.name.startswith(QUIETED_LOGGERS):
+            error = record.exc_info[1]
+            if error is not None:
+                record.msg = f"{record.getMessage()} -- {summary(error)}"
+                record.args = ()
+                record.exc_info = None
+                record.exc_text = None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+def summary(exc: BaseException) -> str:
+    """One line saying what went wrong: the report of a known failure, else the innermost cause's first line."""
+    failure = describe(exc)
+    if failure is not None:
+        return failure.message.removeprefix("error: ")
+    innermost = list(chain(exc))[-1]
+    return f"{type(innermost).__name__}: {_first_line(innermost)}"
 
 
 def wants_traceback(argv: list[str]) -> bool:
