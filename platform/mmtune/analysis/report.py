@@ -63,6 +63,7 @@ class Analysis:
     robust: pd.DataFrame
     sentences: list[str] = field(default_factory=list)
     search: Any = None  # tuning studies: mmtune.analysis.search_summary.SearchAnalysis
+    clinical: Any = None  # tuning studies: mmtune.analysis.clinical.study.StudyClinical (best configuration)
 
 
 def analyse(root: str | Path) -> Analysis:
@@ -89,6 +90,9 @@ def analyse(root: str | Path) -> Analysis:
         from mmtune.analysis.search_summary import analyse_search
 
         result.search = analyse_search(data.root)
+        from mmtune.analysis.clinical.study import study_clinical
+
+        result.clinical = study_clinical(data)
     return result
 
 
@@ -463,6 +467,8 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
     else:
         blocks.append(Paragraph("None: every planned trial finished and wrote its predictions."))
 
+    if analysis.clinical is not None:
+        blocks += analysis.clinical.blocks
     blocks += _aim_blocks(analysis)
     return blocks
 
@@ -516,6 +522,8 @@ def write_report(root: str | Path, out: str | Path | None = None) -> ReportPaths
             from mmtune.analysis.search_summary import search_images
 
             images.update(search_images(analysis.search))
+        if analysis.clinical is not None:
+            images.update(analysis.clinical.images)
         for name, (png, _) in images.items():
             (tmp / name).write_bytes(png)
         blocks = build_blocks(analysis, images)

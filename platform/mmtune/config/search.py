@@ -16,6 +16,7 @@ Example::
     mode: max
     num_samples: 8
     resources: {workers: 1, cpus_per_worker: 1}
+    clinical: {threshold: youden, subgroups: {sex: {column: Gender}}}   # the report's best-configuration section
 
 This module only checks the *shape* of the file (pydantic, one-line errors with key paths). That every space
 key exists in the run config, that every sampled name is registered and that some combination is valid is
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mmtune.config.clinical import ClinicalConfig
 from mmtune.config.loading import StrictModel, yaml_number
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -188,6 +190,9 @@ class SearchSpaceConfig(StrictModel):
     data: SearchDataConfig | None = None
     max_failures: int = Field(2, ge=0, description="restarts of a failed trial, from its last checkpoint")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept per trial")
+    clinical: ClinicalConfig | None = Field(
+        None, description="report settings for the best configuration: targets, threshold rule, subgroups"
+    )
 
     @field_validator("scheduler", "search", mode="before")
     @classmethod
