@@ -246,7 +246,7 @@ def test_dry_run_refuses_a_directory_that_is_not_prepared(tmp_path):
     not_prepared.mkdir()
     (not_prepared / "clinical.csv").write_text("Patient ID\n1\n", encoding="utf-8")
     space = load_search_space(write_space(tmp_path, prepared=not_prepared))
-    from mmtune.tuning.driver import validate_study
+    from mmtune.tuning.plan import validate_study
 
     with pytest.raises(DataError, match=r"not a prepared data set \(no manifest\.json\)"):
         validate_study(space)

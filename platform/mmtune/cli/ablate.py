@@ -36,10 +36,9 @@ def ablate(
         _dry_run(study)
         return
     from mmtune.console import console, err_console
-    from mmtune.tuning.ablation import run_ablation
-    from mmtune.tuning.driver import load_trial_fn
+    from mmtune.tuning.driver import load_trial_fn, run_study
 
-    outcome = run_ablation(
+    outcome = run_study(
         study,
         results_dir=results,
         address=address,
@@ -69,7 +68,7 @@ def _dry_run(study: Any) -> None:
     from mmtune.tuning.ablation import check_data, check_registries, expand_with_data
     from mmtune.tuning.data import plan_data
 
-    plan = plan_data(study.space)
+    plan = plan_data(study)
     manifest = plan.manifest
     if manifest is not None:
         check_data(study, manifest)

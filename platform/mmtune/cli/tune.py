@@ -73,7 +73,7 @@ def _dry_run(space: Any, samples: int = 3) -> None:
     from mmtune.tuning.candidates import CandidateReport, check_candidates
     from mmtune.tuning.combinations import sample_assignment, trial_count
     from mmtune.tuning.display import column_label, short_value, table_console
-    from mmtune.tuning.driver import validate_study
+    from mmtune.tuning.plan import validate_study
 
     plan, report = validate_study(space)
     checked_note = ""

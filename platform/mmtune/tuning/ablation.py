@@ -1,4 +1,5 @@
-"""``mmtune ablate``: an ablation study's cells x folds x seeds as Ray Tune trials, through the tuning driver.
+"""``mmtune ablate``: an ablation study's cells x folds x seeds as Ray Tune trials. ``Study`` is a
+``mmtune.tuning.plan.StudyPlan``: ``mmtune.tuning.driver.run_study`` runs it, as it runs a search space.
 
 Order, as in ``mmtune tune``: everything that needs no cluster is checked first (the study file, override key
 paths and conflicts, every cell's config against pydantic), then Ray is joined or started, the data prepared if
@@ -14,23 +15,21 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mmtune.atomic import atomic_write_bytes, atomic_write_text
 from mmtune.config.loading import get_dotted, validate
 from mmtune.config.run import RunConfig
-from mmtune.config.search import SchedulerConfig, SearchAlgConfig, SearchSpaceConfig, SpaceEntry
 from mmtune.config.study import StudyConfig, load_study_file
-from mmtune.console import err_console
 from mmtune.errors import ConfigError, DataError, UserError
 from mmtune.results_files import CELLS_FILE, STUDY_FILE
+from mmtune.trial_config import RUN_KEY, TRIAL_META_KEY
 from mmtune.tuning.cells import (
     Design,
     Replicate,
@@ -40,27 +39,97 @@ from mmtune.tuning.cells import (
     split_sizes,
     trial_config,
 )
+from mmtune.tuning.plan import TuneSpec
 from mmtune.tuning.space import absolute_path, absolute_paths, merge_data
 
+if TYPE_CHECKING:
+    from mmtune.tuning.resources import TrialResources
+    from mmtune.tuning.results import StudyPaths, StudyResults
+
 RUNS_FILE = "runs.jsonl"
+# Run-config keys that tell an ablation's trials apart (the live table's columns, ``mmtune.searched`` in trials).
+SEARCHED = ["tracking.tags.cell", "tracking.tags.split"]
+# trials.parquet's searched-value column: the seed (the cell and split get their own columns, ``trial_identity``).
+RESULT_COLUMNS = ["trainer.seed"]
 
 
 @dataclass
 class Study:
-    """A loaded study: the validated file, the resolved base run config and a search-space view for the driver."""
+    """A loaded study: the validated file and the resolved base run config; a ``StudyPlan`` for the driver
+    (a Tune grid over every trial's full run config, FIFO: an ablation never stops a trial early)."""
 
     path: Path
     config: StudyConfig
     raw: dict[str, Any]
     name: str
     base: dict[str, Any]
-    space: Any  # mmtune.tuning.space.SearchSpace: what the tuning driver's helpers expect
+    metric: str
+    mode: str
+    max_t: int
     design: Design | None = None
     manifest: Any = None
+
+    restart_hint = "pass --resume to continue it"
 
     @property
     def where(self) -> str:
         return str(self.path)
+
+    @property
+    def searched(self) -> list[str]:
+        return list(SEARCHED)
+
+    def check_with_data(self, manifest: Any) -> list[str]:
+        """k against the classes / the groups, the final design, every cell against the registries."""
+        check_data(self, manifest)
+        check_registries(self, expand_with_data(self, manifest), manifest)
+        return []
+
+    def before_fit(self, paths: StudyPaths, manifest: Any, resume: bool) -> None:
+        """``study.yaml`` and ``cells.parquet``; on ``--resume`` the planned trials must be the same."""
+        design = self._design()
+        if resume:
+            _check_same_design(paths.root, design)
+            return
+        sizes = split_sizes(design, self.base["data"]["path"], manifest, stratify_task(self, manifest))
+        write_study_files(self, paths.root, design, sizes)
+
+    def tune_spec(self, paths: StudyPaths, fields: dict[str, Any], max_concurrent: int) -> TuneSpec:
+        """A grid over the trials' full run configs; FIFO; one checkpoint kept per trial."""
+        from ray import tune
+        from ray.tune.schedulers import FIFOScheduler
+
+        design = self._design()
+        meta = fields[TRIAL_META_KEY]
+        given = meta.get("ablation")  # a --trial-option ablation.x=... wins, as any trial option does
+        if given is None or isinstance(given, dict):
+            meta["ablation"] = {"study": self.name, "trials": len(design.trials), **(given or {})}
+        return TuneSpec(
+            param_space={RUN_KEY: tune.grid_search([t.config for t in design.trials]), **fields},
+            scheduler=FIFOScheduler(),
+            search_alg=None,
+            num_samples=1,
+            max_concurrent_trials=max_concurrent,
+            keep_checkpoints=1,
+        )
+
+    def start_line(self, resources: TrialResources, paths: StudyPaths) -> str:
+        design = self._design()
+        return (
+            f"ablation {self.name}: {len(design.cells)} cells x {len(design.replicates)} splits = "
+            f"{len(design.trials)} trials, up to {resources.max_concurrent} at once; Tune state in {paths.tune_dir}"
+        )
+
+    def write_results(self, paths: StudyPaths, *, resume: bool, started_at: float) -> StudyResults:
+        """The search's results + the ablation's columns; the run's wall time appended to ``runs.jsonl``."""
+        results = write_ablation_results(self, paths)
+        wall_s = round(time.time() - started_at, 1)
+        _log_run(paths.root, {"resume": resume, "wall_s": wall_s, "trials": len(results.frame)})
+        return results
+
+    def _design(self) -> Design:
+        assert self.design is not None, "check_with_data expands the design"
+        return self.design
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -68,8 +137,6 @@ class Study:
 
 def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None = None) -> Study:
     """Load and validate a study file (no data, no Ray): shape, base config, override keys and conflicts."""
-    from mmtune.tuning.space import SearchSpace
-
     path = Path(path)
     items = list(overrides) if isinstance(overrides, list) else dict(overrides or {})
     config, raw = load_study_file(path, items)
@@ -79,29 +146,8 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     run = validate(RunConfig, base, f"{path}: base")
     base = absolute_paths(run.model_dump(mode="json"))
     name = config.name or path.stem
-    space_config = SearchSpaceConfig(
-        name=name,
-        base=base,
-        space={"trainer.seed": SpaceEntry(grid=list(config.repeats.seeds))},
-        scheduler=SchedulerConfig(name="fifo"),
-        search=SearchAlgConfig(name="grid"),
-        num_samples=1,
-        resources=config.resources,
-        data=config.data,
-        max_failures=config.max_failures,
-        keep_checkpoints=1,
-    )
-    space = SearchSpace(
-        path=path,
-        config=space_config,
-        base=base,
-        name=name,
-        metric=run.trainer.monitor,
-        mode=run.trainer.mode,
-        max_t=run.trainer.max_epochs,
-        order=["trainer.seed"],
-    )
-    study = Study(path, config, raw, name, base, space)
+    trainer = run.trainer
+    study = Study(path, config, raw, name, base, trainer.monitor, trainer.mode, trainer.max_epochs)
     _check_cells_pydantic(study)
     return study
 
@@ -259,8 +305,8 @@ def write_study_files(study: Study, root: Path, design: Design, sizes: Mapping[s
         "eval_split": study.config.eval_split,
         "scheme": study.config.repeats.scheme,
         "trials": len(design.trials),
-        "metric": study.space.metric,
-        "mode": study.space.mode,
+        "metric": study.metric,
+        "mode": study.mode,
     }
     header = f"# Ablation study {study.name} as run (file {study.path}, --set applied). Report: mmtune report {root}\n"
     atomic_write_text(root / STUDY_FILE, header + yaml.safe_dump(record, sort_keys=False))
@@ -274,75 +320,7 @@ def _log_run(root: Path, entry: dict[str, Any]) -> None:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-# ---------------------------------------------------------------------------------------------------- running
-
-
-def run_ablation(
-    study: Study,
-    *,
-    results_dir: str | Path = "results",
-    address: str | None = "local",
-    resume: bool = False,
-    trial_fn: Any = None,
-    meta: Mapping[str, Any] | None = None,
-    verbose: bool = False,
-    live: bool = True,
-    num_cpus: int | None = None,
-) -> Any:
-    """Run (or resume) the study's trials on Ray Tune and write ``results/<study>/``; returns ``StudyResults``."""
-    from mmtune.tuning.data import ensure_data, plan_data
-    from mmtune.tuning.driver import StudyExistsError, connect, default_trial_fn, init_aim_repo, study_paths
-
-    started_at = time.time()
-    paths = study_paths(study.space, results_dir)
-    if resume and not paths.has_experiment():
-        raise StudyExistsError(f"{paths.root}: no study to resume; run without --resume to start it")
-    if not resume and paths.has_experiment():
-        raise StudyExistsError(f"{paths.root}: study {study.name!r} exists; pass --resume to continue it")
-    plan = plan_data(study.space)  # may fill in base.data.path for a bare card
-    study.base = study.space.base
-    if plan.manifest is not None:
-        _checks_before_ray(study, plan.manifest)
-    trial_fn = trial_fn or default_trial_fn()
-    started = connect(address, verbose=verbose, num_cpus=num_cpus)
-    live_table = None
-    try:
-        manifest = ensure_data(plan, address=None if address in (None, "local") else address)
-        design = _checks_before_ray(study, manifest)
-        from mmtune.tuning.resources import cluster_snapshot, plan_resources
-
-        cluster, nodes = cluster_snapshot()
-        resources = plan_resources(study.config.resources, cluster, nodes, where=f"{study.where}: resources")
-        if resume:
-            _check_same_design(paths.root, design)
-        else:
-            sizes = split_sizes(design, study.base["data"]["path"], manifest, stratify_task(study, manifest))
-            write_study_files(study, paths.root, design, sizes)
-        init_aim_repo(study.base["tracking"].get("aim_repo"))
-        tuner, live_table = _build_tuner(study, design, paths, resources, trial_fn, meta, resume, live)
-        err_console.print(
-            f"ablation {study.name}: {len(design.cells)} cells x {len(design.replicates)} splits = "
-            f"{len(design.trials)} trials, up to {resources.max_concurrent} at once; Tune state in {paths.tune_dir}",
-            highlight=False,
-        )
-        tuner.fit()
-    finally:
-        if live_table is not None:
-            live_table.close()
-        if started:
-            import ray
-
-            ray.shutdown()
-    results = write_ablation_results(study, paths)
-    _log_run(paths.root, {"resume": resume, "wall_s": round(time.time() - started_at, 1), "trials": len(results.frame)})
-    return results
-
-
-def _checks_before_ray(study: Study, manifest: Any) -> Design:
-    check_data(study, manifest)
-    design = expand_with_data(study, manifest)
-    check_registries(study, design, manifest)
-    return design
+# ---------------------------------------------------------------------------------------------------- resume
 
 
 def _check_same_design(root: Path, design: Design) -> None:
@@ -360,75 +338,10 @@ def _check_same_design(root: Path, design: Design) -> None:
         )
 
 
-def _build_tuner(
-    study: Study,
-    design: Design,
-    paths: Any,
-    resources: Any,
-    trial_fn: Any,
-    meta: Mapping[str, Any] | None,
-    resume: bool,
-    live: bool,
-) -> tuple[Any, Any]:
-    """A Tune grid over the trials' full run configs, FIFO (no early stopping), like the driver's tuner otherwise."""
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import FIFOScheduler
-
-    from mmtune.trial_config import RUN_KEY
-    from mmtune.tuning.driver import trial_fields
-    from mmtune.tuning.live import LiveTrialTable
-    from mmtune.tuning.trial_entry import make_trainable
-
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    trainable = tune.with_resources(make_trainable(trial_fn), resources.trial)
-    searched = ["tracking.tags.cell", "tracking.tags.split"]
-    space = study.space
-    live_table = LiveTrialTable(study.name, space.metric, space.mode, searched, space.max_t) if live else None
-    callbacks: list[Any] = [JsonLoggerCallback(), CSVLoggerCallback()]
-    if live_table is not None:
-        callbacks.insert(0, live_table)
-    if resume:
-        tuner = tune.Tuner.restore(str(paths.tune_dir), trainable, resume_unfinished=True, resume_errored=True)
-        internal = tuner._local_tuner  # the restored run config keeps pickled callbacks; show a fresh live table
-        if internal is not None:
-            internal.get_run_config().callbacks = callbacks
-        return tuner, live_table
-    extra = {"ablation": {"study": study.name, "trials": len(design.trials)}, **dict(meta or {})}
-    fields = trial_fields(space, paths, extra)
-    fields["mmtune"]["searched"] = searched
-    param_space = {RUN_KEY: tune.grid_search([t.config for t in design.trials]), **fields}
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=space.metric,
-            mode=space.mode,
-            scheduler=FIFOScheduler(),
-            num_samples=1,
-            max_concurrent_trials=resources.max_concurrent,
-            reuse_actors=study.config.resources.reuse_actors,
-            trial_name_creator=lambda trial: str(trial.trial_id),
-            trial_dirname_creator=lambda trial: str(trial.trial_id),
-        ),
-        run_config=tune.RunConfig(
-            name=paths.tune_dir.name,
-            storage_path=str(paths.root),
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=study.config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode
-            ),
-            callbacks=callbacks,
-        ),
-    )
-    return tuner, live_table
-
-
 # ---------------------------------------------------------------------------------------------------- results
 
 
-def write_ablation_results(study: Study, paths: Any) -> Any:
+def write_ablation_results(study: Study, paths: StudyPaths) -> StudyResults:
     """The driver's results (``trials.parquet``, ``trials/``, ``best_config.yaml``) + the ablation's columns."""
     import io
 
@@ -436,7 +349,7 @@ def write_ablation_results(study: Study, paths: Any) -> Any:
 
     from mmtune.tuning.results import write_results
 
-    results = write_results(study.space, paths)
+    results = write_results(study, paths, RESULT_COLUMNS)
     frame = results.frame.copy()
     extra = [trial_identity(paths.trials_dir / str(t) / "config.yaml") for t in frame.get("trial", [])]
     if len(frame):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmtune.config.run import default_prepared_path
 from mmtune.config.search import SynthSpec
@@ -18,7 +18,10 @@ from mmtune.console import err_console
 from mmtune.data.format import Manifest, read_manifest
 from mmtune.data.integrity import verify_prepared
 from mmtune.errors import DataError
-from mmtune.tuning.space import SearchSpace
+
+if TYPE_CHECKING:
+    from mmtune.tuning.plan import StudyPlan
+    from mmtune.tuning.space import SearchSpace
 
 
 @dataclass
@@ -42,12 +45,12 @@ class DataPlan:
         return f"{self.paths[0]} (to be prepared from {self.card})"
 
 
-def plan_data(space: SearchSpace) -> DataPlan:
+def plan_data(study: StudyPlan | SearchSpace) -> DataPlan:
     """Check the data section without writing anything; fills in a default ``data.path`` for a bare card."""
-    data = space.base["data"]
+    data = study.base["data"]
     card = Path(data["card"]) if data.get("card") else None
     source = Path(data["source"]) if data.get("source") else None
-    synth = space.config.data.synth if space.config.data is not None else None
+    synth = study.config.data.synth if study.config.data is not None else None
     if isinstance(data.get("path"), list):
         paths = [Path(s["path"]) for s in data["path"]]
         manifests = [_checked(p) for p in paths]

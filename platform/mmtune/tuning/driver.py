@@ -1,6 +1,8 @@
-"""The Ray Tune driver: validate everything, connect to Ray, run (or resume) the study, write its results.
+"""The one study lifecycle of ``mmtune tune`` and ``mmtune ablate``: validate everything, connect to Ray, run (or
+resume) the study, write its results. What differs between a search and an ablation is the plan's
+(``mmtune.tuning.plan.StudyPlan``).
 
-Order matters: every check that needs no cluster runs first (space, key paths, registries, data), then Ray is
+Order matters: every check that needs no cluster runs first (the file, key paths, registries, data), then Ray is
 joined or started, then the resources are compared with what the cluster has, and only then is anything
 submitted. Trials are ``tune.with_resources(trial_fn, ...)`` function trainables; ``trial_fn`` defaults to
 ``mmtune.training.trial.run_trial`` and receives the dict described in ``mmtune.tuning.trial_entry``.
@@ -30,9 +32,9 @@ from mmtune.trial_config import (
     TUNE_DIR_KEY,
     WORKERS,
 )
-from mmtune.tuning.candidates import CandidateReport, check_candidates
 from mmtune.tuning.data import ensure_data, plan_data
-from mmtune.tuning.results import StudyPaths, StudyResults, write_results
+from mmtune.tuning.plan import StudyPlan, as_plan
+from mmtune.tuning.results import StudyPaths, StudyResults
 from mmtune.tuning.space import SearchSpace
 
 TrialFn = Callable[[dict[str, Any]], Any]
@@ -122,17 +124,17 @@ def _trial_name(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def study_paths(space: SearchSpace, results_dir: str | Path) -> StudyPaths:
-    return StudyPaths(Path(results_dir).expanduser().resolve() / space.name)
+def study_paths(study: StudyPlan | SearchSpace, results_dir: str | Path) -> StudyPaths:
+    return StudyPaths(Path(results_dir).expanduser().resolve() / study.name)
 
 
-def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def trial_fields(study: StudyPlan, paths: StudyPaths, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Everything in a trial's Tune config beside ``run`` (see ``mmtune.tuning.trial_entry``)."""
-    res = space.config.resources
+    res = study.config.resources
     meta: dict[str, Any] = {
-        "metric": space.metric,
-        "mode": space.mode,
-        "searched": list(space.entries),
+        "metric": study.metric,
+        "mode": study.mode,
+        "searched": list(study.searched),
         TUNE_DIR_KEY: str(paths.tune_dir),
     }
     for key, value in (extra or {}).items():
@@ -142,8 +144,8 @@ def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any]
             node = node.setdefault(part, {})
         node[leaf] = value
     return {
-        STUDY_KEY: space.name,
-        AIM_REPO_KEY: space.base["tracking"].get("aim_repo"),
+        STUDY_KEY: study.name,
+        AIM_REPO_KEY: study.base["tracking"].get("aim_repo"),
         RESOURCES_KEY: {
             WORKERS: res.workers,
             CPUS_PER_WORKER: res.cpus_per_worker,
@@ -154,15 +156,8 @@ def trial_fields(space: SearchSpace, paths: StudyPaths, extra: Mapping[str, Any]
     }
 
 
-def validate_study(space: SearchSpace) -> tuple[Any, CandidateReport | None]:
-    """Checks that need no cluster: the data plan, then every combination against the registries."""
-    plan = plan_data(space)
-    report = check_candidates(space, plan.manifest) if plan.ready else None
-    return plan, report
-
-
 def run_study(
-    space: SearchSpace,
+    study: StudyPlan | SearchSpace,
     *,
     results_dir: str | Path = "results",
     address: str | None = "local",
@@ -174,47 +169,38 @@ def run_study(
     num_cpus: int | None = None,
     callbacks: list[Any] | None = None,
 ) -> StudyResults:
-    """Run the search (or ``resume`` it) and write ``results/<study>/``; returns the results.
+    """Run a study (a search space or an ablation, see ``mmtune.tuning.plan``), or ``resume`` it, and write
+    ``results/<study>/``; returns the results.
 
-    ``callbacks`` are extra Tune callbacks (benchmarks record timings with them).
+    Every check that needs no cluster runs before Ray starts (the data-dependent ones too when the data are
+    prepared); ``callbacks`` are extra Tune callbacks (benchmarks record timings with them).
     """
-    paths = study_paths(space, results_dir)
+    plan = as_plan(study)
+    started_at = time.time()
+    paths = study_paths(plan, results_dir)
     if resume and not paths.has_experiment():
         raise StudyExistsError(f"{paths.root}: no study to resume; run without --resume to start it")
     if not resume and paths.has_experiment():
-        raise StudyExistsError(
-            f"{paths.root}: study {space.name!r} exists; pass --resume to continue it or --name to start another"
-        )
-    plan, report = validate_study(space)
+        raise StudyExistsError(f"{paths.root}: study {plan.name!r} exists; {plan.restart_hint}")
+    data = plan_data(plan)  # may fill in base.data.path for a bare card
+    warnings = plan.check_with_data(data.manifest) if data.ready else None
     trial_fn = trial_fn or default_trial_fn()
     started = connect(address, verbose=verbose, num_cpus=num_cpus)
     live_table = None
     try:
-        manifest = ensure_data(plan, address=None if address in (None, "local") else address)
-        if report is None:
-            report = check_candidates(space, manifest)
-        if report.invalid:
-            warn(
-                f"{report.invalid} of {report.checked} combinations are invalid and will fail if sampled "
-                f"(e.g. {report.first_invalid[1] if report.first_invalid else '?'})"
-            )
+        manifest = ensure_data(data, address=None if address in (None, "local") else address)
+        if warnings is None:
+            warnings = plan.check_with_data(manifest)
+        for line in warnings:
+            warn(line)
         from mmtune.tuning.resources import cluster_snapshot, plan_resources
 
         cluster, nodes = cluster_snapshot()
-        resources = plan_resources(space.config.resources, cluster, nodes, where=f"{space.path}: resources")
-        init_aim_repo(space.base["tracking"].get("aim_repo"))
-        tuner, live_table = _build_tuner(space, paths, resources, trial_fn, meta, resume, live, callbacks or [])
-        err_console.print(
-            f"study {space.name}: up to {resources.max_concurrent} trial(s) at once, "
-            f"{resources.cpus_per_trial:g} CPU / {resources.gpus_per_trial:g} GPU each; Tune state in {paths.tune_dir}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if space.config.search.seed is not None:
-            import numpy as np
-
-            # Conditional keys are drawn by ``tune.sample_from`` with NumPy's global generator: seed it too.
-            np.random.seed(space.config.search.seed)
+        resources = plan_resources(plan.config.resources, cluster, nodes, where=f"{plan.path}: resources")
+        plan.before_fit(paths, manifest, resume)
+        init_aim_repo(plan.base["tracking"].get("aim_repo"))
+        tuner, live_table = _build_tuner(plan, paths, resources, trial_fn, meta, resume, live, callbacks or [])
+        err_console.print(plan.start_line(resources, paths), highlight=False, soft_wrap=True)
         started_fit = time.monotonic()
         tuner.fit()
         fit_seconds = time.monotonic() - started_fit
@@ -225,13 +211,13 @@ def run_study(
             import ray
 
             ray.shutdown()
-    results = write_results(space, paths)
+    results = plan.write_results(paths, resume=resume, started_at=started_at)
     results.fit_seconds = fit_seconds
     return results
 
 
 def _build_tuner(
-    space: SearchSpace,
+    plan: StudyPlan,
     paths: StudyPaths,
     resources: Any,
     trial_fn: TrialFn,
@@ -240,21 +226,18 @@ def _build_tuner(
     live: bool,
     extra_callbacks: list[Any],
 ) -> tuple[Any, Any]:
+    """A new Tuner from the plan's ``TuneSpec``, or the experiment on disk restored (``resume``)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from mmtune.tuning.live import LiveTrialTable
-    from mmtune.tuning.schedulers import build_scheduler
-    from mmtune.tuning.searchers import param_space, search_algorithm
     from mmtune.tuning.trial_entry import make_trainable
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables stay silent at verbose=0; ours is live
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON + CSV are added below, no TensorBoard
     trainable = tune.with_resources(make_trainable(trial_fn), resources.trial)
-    live_table = (
-        LiveTrialTable(space.name, space.metric, space.mode, list(space.entries), space.max_t) if live else None
-    )
+    live_table = LiveTrialTable(plan.name, plan.metric, plan.mode, plan.searched, plan.max_t) if live else None
     callbacks: list[Any] = [JsonLoggerCallback(), CSVLoggerCallback(), *extra_callbacks]
     if live_table is not None:
         callbacks.insert(0, live_table)
@@ -265,19 +248,18 @@ def _build_tuner(
             internal.get_run_config().callbacks = callbacks
         return tuner, live_table
     paths.root.mkdir(parents=True, exist_ok=True)
-    cfg = space.config
-    optuna = cfg.search.name == "optuna"
+    spec = plan.tune_spec(paths, trial_fields(plan, paths, meta), resources.max_concurrent)
     tuner = tune.Tuner(
         trainable,
-        param_space=param_space(space, trial_fields(space, paths, meta)),
+        param_space=spec.param_space,
         tune_config=tune.TuneConfig(
-            metric=space.metric,
-            mode=space.mode,
-            scheduler=build_scheduler(cfg.scheduler, space.max_t, paths.early_stops),
-            search_alg=search_algorithm(space, resources.max_concurrent),
-            num_samples=cfg.num_samples,
-            max_concurrent_trials=resources.max_concurrent if optuna else None,
-            reuse_actors=cfg.resources.reuse_actors,
+            metric=plan.metric,
+            mode=plan.mode,
+            scheduler=spec.scheduler,
+            search_alg=spec.search_alg,
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=plan.config.resources.reuse_actors,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),
@@ -285,11 +267,11 @@ def _build_tuner(
             name=paths.tune_dir.name,
             storage_path=str(paths.root),
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            failure_config=tune.FailureConfig(max_failures=plan.config.max_failures),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=cfg.keep_checkpoints,
-                checkpoint_score_attribute=space.metric,
-                checkpoint_score_order=space.mode,
+                num_to_keep=spec.keep_checkpoints,
+                checkpoint_score_attribute=plan.metric,
+                checkpoint_score_order=plan.mode,
             ),
             callbacks=callbacks,
         ),

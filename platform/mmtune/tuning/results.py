@@ -20,7 +20,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -30,7 +30,10 @@ from mmtune.config.loading import get_dotted
 from mmtune.console import console
 from mmtune.results_files import PREDICTIONS_FILE, PROGRESS_FILE, SPACE_FILE, TRIAL_COLUMNS, TRIALS_FILE
 from mmtune.trial_config import RUN_KEY, strip_inactive
-from mmtune.tuning.space import SearchSpace
+
+if TYPE_CHECKING:
+    from mmtune.tuning.plan import StudyPlan
+    from mmtune.tuning.space import SearchSpace
 
 FINISHED = ("TERMINATED", "ERROR")
 
@@ -129,26 +132,29 @@ def _find_predictions(trial_dir: Path, checkpoints: list[Any]) -> Path | None:
     return None
 
 
-def collect_trials(space: SearchSpace, paths: StudyPaths) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path]]:
-    """Read Tune's experiment: the trials table, each trial's run config, each trial's predictions file."""
-    frame, configs, predictions, _ = _collect(space, paths)
+def collect_trials(
+    study: StudyPlan, paths: StudyPaths, searched: list[str]
+) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path]]:
+    """Read Tune's experiment: the trials table (a column per ``searched`` run-config key), each trial's run config,
+    each trial's predictions file."""
+    frame, configs, predictions, _ = _collect(study, paths, searched)
     return frame, configs, predictions
 
 
 def _collect(
-    space: SearchSpace, paths: StudyPaths
+    study: StudyPlan, paths: StudyPaths, searched: list[str]
 ) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path], pd.DataFrame]:
     """``collect_trials`` plus the per-epoch progress of every trial (long format)."""
     from ray.tune import ExperimentAnalysis
 
-    analysis = ExperimentAnalysis(str(paths.tune_dir), default_metric=space.metric, default_mode=space.mode)
+    metric, mode = study.metric, study.mode
+    analysis = ExperimentAnalysis(str(paths.tune_dir), default_metric=metric, default_mode=mode)
     stopped = _early_stopped(paths)
     frames = analysis.trial_dataframes
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict] = {}
     predictions: dict[str, Path] = {}
     progress: list[pd.DataFrame] = []
-    searched = list(space.entries)
     for trial in analysis.trials:
         last = trial.last_result or {}
         history = frames.get(trial.trial_id)
@@ -167,14 +173,14 @@ def _collect(
         configs[trial.trial_id] = config
         for key in searched:
             row[key] = _cell(get_dotted(config, key))
-        best, best_epoch = _best_of(history, space.metric, space.mode)
-        row[f"best/{space.metric}"] = best
+        best, best_epoch = _best_of(history, metric, mode)
+        row[f"best/{metric}"] = best
         row["best_epoch"] = best_epoch
         for key, value in sorted(last.items()):
             if isinstance(key, str) and key.split("/")[0] in ("val", "train", "test", "diag") and _is_number(value):
                 row[f"final/{key}"] = float(value)
-        if f"final/{space.metric}" not in row:
-            row[f"final/{space.metric}"] = None
+        if f"final/{metric}" not in row:
+            row[f"final/{metric}"] = None
         best_ckpt = analysis.get_best_checkpoint(trial) if epochs else None
         latest = trial.checkpoint if epochs else None
         found = _find_predictions(Path(trial.path), [best_ckpt, latest])
@@ -186,7 +192,7 @@ def _collect(
     if not frame.empty:
         frame = frame.sort_values("trial", ignore_index=True)
     if frame.empty:
-        frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{space.metric}", f"final/{space.metric}"])
+        frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{metric}", f"final/{metric}"])
     progress_frame = pd.concat(progress, ignore_index=True) if progress else _progress_of("", None)
     progress_frame = progress_frame.sort_values(["trial", "metric", "epoch"], ignore_index=True)
     return frame, configs, predictions, progress_frame
@@ -255,10 +261,13 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def write_results(space: SearchSpace, paths: StudyPaths) -> StudyResults:
-    """Write ``trials.parquet``, ``progress.parquet``, ``space.yaml``, ``trials/<trial>/`` and
-    ``best_config.yaml`` from the experiment on disk."""
-    frame, configs, predictions, progress = _collect(space, paths)
+def write_results(
+    study: StudyPlan, paths: StudyPaths, searched: list[str], space_yaml: str | None = None
+) -> StudyResults:
+    """Write ``trials.parquet`` (a column per ``searched`` run-config key), ``progress.parquet``, ``space.yaml``
+    (``space_yaml``: a search's record, see ``space_record``), ``trials/<trial>/`` and ``best_config.yaml`` from the
+    experiment on disk."""
+    frame, configs, predictions, progress = _collect(study, paths, searched)
     with atomic_directory(paths.trials_dir, overwrite=True) as tmp:
         for trial_id, config in configs.items():
             folder = tmp / trial_id
@@ -266,18 +275,19 @@ def write_results(space: SearchSpace, paths: StudyPaths) -> StudyResults:
             (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if trial_id in predictions:
                 shutil.copyfile(predictions[trial_id], folder / PREDICTIONS_FILE)
-    aim_repo = space.base["tracking"].get("aim_repo")
-    results = StudyResults(paths, frame, space.metric, space.mode, aim_repo)
+    aim_repo = study.base["tracking"].get("aim_repo")
+    results = StudyResults(paths, frame, study.metric, study.mode, aim_repo)
     best = results.best
     if best is not None:
         config = dict(configs[best["trial"]])
-        config["name"] = f"{space.name}_best"
+        config["name"] = f"{study.name}_best"
         header = (
-            f"# Best trial {best['trial']} of study {space.name}: {space.metric} = {best[f'best/{space.metric}']:.4f}"
+            f"# Best trial {best['trial']} of study {study.name}: {study.metric} = {best[f'best/{study.metric}']:.4f}"
             f" at epoch {best['best_epoch']}.\n# Train it again with: mmtune train {paths.best_config}\n"
         )
         atomic_write_text(paths.best_config, header + yaml.safe_dump(config, sort_keys=False))
-    atomic_write_text(paths.space_file, space_record(space))
+    if space_yaml is not None:
+        atomic_write_text(paths.space_file, space_yaml)
     atomic_write_bytes(paths.progress_parquet, _parquet_bytes(progress))
     atomic_write_bytes(paths.trials_parquet, _parquet_bytes(frame))
     return results
