@@ -36,6 +36,7 @@ def check_run_config(
     from mmtune.components import load_registries
     from mmtune.losses.registries import TASK_LOSSES, WEIGHTINGS
     from mmtune.losses.tasks import allowed_losses
+    from mmtune.models.gbdt import check_reference, gbdt_params
     from mmtune.models.image_encoder import check_backbone_layout
     from mmtune.models.multitask import check_model_combination, clinical_encoder_kwargs
     from mmtune.models.registries import BACKBONES, CLINICAL_ENCODERS, FUSIONS, SHARINGS
@@ -52,6 +53,8 @@ def check_run_config(
     validate_params(fusion, model.fusion.params, "model.fusion.params")
     sharing = SHARINGS.entry(model.sharing, "model.sharing")
     validate_params(sharing, model.sharing_params, "model.sharing_params")
+    if model.reference is not None:
+        gbdt_params(cfg)
     weighting = WEIGHTINGS.entry(cfg.weighting.name, "weighting.name")
     weighting_params = validate_params(weighting, cfg.weighting.params, "weighting.params")
 
@@ -97,6 +100,8 @@ def check_run_config(
                     f"tasks[{i}].name: segmentation task {spec.name!r} needs masks but the prepared data have none "
                     "(the card maps no mask files)"
                 )
+        if model.reference is not None:
+            check_reference(cfg, specs, n_clinical)
         check_model_combination(model, n_clinical, specs)
         if all(spec.kind in DENSE_KINDS for spec in specs) and model.fusion.name != "image_only":
             warnings.append(

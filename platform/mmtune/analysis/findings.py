@@ -120,3 +120,21 @@ def robustness_sentence(row: Any, replication: str) -> str:
         f"{num(float(row['without']))} {metric} ({num(float(row['change']), True)} "
         f"{interval(float(row['lo']), float(row['hi']), True)}, {p_text(float(row['p']))}) across {replication}."
     )
+
+
+def transfer_sentences(dm: Any, transfer: Any, replication: str) -> list[str]:
+    """Δm of each multi-task cell, and every task with negative transfer, in words."""
+    out = []
+    for _, row in dm.iterrows():
+        out.append(
+            f"Multi-task cell {row['config']} changes its tasks by Δm = {num(float(row['delta_m']), True)} % on average "
+            f"against their single-task cells {interval(float(row['lo']), float(row['hi']), True)} across "
+            f"{replication}."
+        )
+    for _, row in transfer[transfer["negative_transfer"].astype(bool)].iterrows() if len(transfer) else []:
+        out.append(
+            f"Negative transfer: {row['config']} is worse than single-task {row['baseline']} on "
+            f"{label_of(str(row['metric']))} ({num(float(row['mtl']))} vs {num(float(row['single']))}, "
+            f"{num(float(row['rel_change']), True)} %, {p_text(float(row['p']))})."
+        )
+    return out

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mmtune.analysis import ablation_stats as ab
+from mmtune.analysis.delta_m import delta_m
 from mmtune.analysis.findings import (
     ALPHA,
     effect_sentences,
@@ -26,6 +27,7 @@ from mmtune.analysis.findings import (
     p_text,
     rank_sentence,
     robustness_sentence,
+    transfer_sentences,
 )
 from mmtune.analysis.html import (
     Block,
@@ -64,6 +66,8 @@ class Analysis:
     sentences: list[str] = field(default_factory=list)
     search: Any = None  # tuning studies: mmtune.analysis.search_summary.SearchAnalysis
     clinical: Any = None  # tuning studies: mmtune.analysis.clinical.study.StudyClinical (best configuration)
+    delta_m: pd.DataFrame = field(default_factory=pd.DataFrame)  # Δm per multi-task cell (mmtune.analysis.delta_m)
+    transfer: pd.DataFrame = field(default_factory=pd.DataFrame)  # per task: change vs single-task, negative transfer
 
 
 def analyse(root: str | Path) -> Analysis:
@@ -80,12 +84,15 @@ def analyse(root: str | Path) -> Analysis:
     ranks = ab.rank_tests(data, splits) if data.kind == "ablation" else []
     robust = ab.robustness(data, splits, sizes)
     result = Analysis(data, splits, sizes, board, effects, delong, ranks, robust)
+    if data.kind == "ablation":
+        result.delta_m, result.transfer = delta_m(data, splits, sizes)
     total = len(set(data.trials["split_id"])) if len(data.trials) else 0
     result.sentences = effect_sentences(effects, data.design, data.replication_phrase(), total)
     result.sentences += [rank_sentence(test) for test in ranks]
     if data.kind == "tuning" and len(delong):
         result.sentences += [_tuning_sentence(row) for _, row in delong.iterrows()]
     result.sentences += [robustness_sentence(row, data.replication_phrase()) for _, row in robust.iterrows()]
+    result.sentences += transfer_sentences(result.delta_m, result.transfer, data.replication_phrase())
     if data.kind == "tuning":
         from mmtune.analysis.search_summary import analyse_search
 
@@ -235,6 +242,58 @@ def robustness_table(analysis: Analysis) -> Table | None:
     ]
     columns = ["configuration", "test-time input", "metric", "full", "without", "change", "95 % CI", "p", "splits"]
     return Table(columns, rows, numeric=[False, False, False, True, True, True, False, True, True])
+
+
+def delta_m_table(analysis: Analysis) -> Table | None:
+    frame = analysis.delta_m
+    if frame.empty:
+        return None
+    rows = [
+        [
+            str(r["config"]),
+            str(r["baselines"]),
+            _fmt(r["delta_m"], True, 2),
+            f"[{_fmt(r['lo'], True, 2)}, {_fmt(r['hi'], True, 2)}]",
+            f"[{_fmt(r['boot_lo'], True, 2)}, {_fmt(r['boot_hi'], True, 2)}]",
+            _p(r["p"]),
+            str(int(r["n_splits"])),
+        ]
+        for _, r in frame.iterrows()
+    ]
+    columns = ["multi-task cell", "single-task cells", "Δm (%)", "95 % CI (t)", "95 % CI (bootstrap)", "p", "splits"]
+    return Table(columns, rows, numeric=[False, False, True, False, False, True, True])
+
+
+def transfer_table(analysis: Analysis) -> Table | None:
+    frame = analysis.transfer
+    if frame.empty:
+        return None
+    rows = [
+        [
+            str(r["config"]),
+            label_of(str(r["metric"])),
+            str(r["baseline"]),
+            _fmt(r["mtl"]),
+            _fmt(r["single"]),
+            _fmt(r["rel_change"], True, 2),
+            f"[{_fmt(r['lo'], True)}, {_fmt(r['hi'], True)}]",
+            _p(r["p"]),
+            "yes" if r["negative_transfer"] else "no",
+        ]
+        for _, r in frame.iterrows()
+    ]
+    columns = [
+        "multi-task cell",
+        "metric",
+        "single-task cell",
+        "multi",
+        "single",
+        "change (%)",
+        "diff 95 % CI",
+        "p",
+        "negative transfer",
+    ]
+    return Table(columns, rows, numeric=[False, False, False, True, True, True, False, True, False])
 
 
 def missing_table(data: StudyData) -> Table | None:
@@ -412,6 +471,9 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
         if "effects.png" in images:
             blocks.append(Image("effects.png", images["effects.png"][1]))
 
+    if data.kind == "ablation":
+        blocks += _transfer_blocks(analysis)
+
     table = delong_table(analysis)
     if table is not None:
         title = "Pooled out-of-fold DeLong tests per seed" if data.kind == "ablation" else "DeLong tests (best vs next)"
@@ -470,6 +532,30 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
     if analysis.clinical is not None:
         blocks += analysis.clinical.blocks
     blocks += _aim_blocks(analysis)
+    return blocks
+
+
+def _transfer_blocks(analysis: Analysis) -> list[Block]:
+    """Δm and negative transfer (only when the study has single-task cells to compare with)."""
+    tasks = transfer_table(analysis)
+    if tasks is None:
+        return []
+    blocks: list[Block] = [
+        Heading("Multi-task gain (Δm) and negative transfer"),
+        Paragraph(
+            "Each multi-task cell against the single-task cell of each of its tasks (the closest in factor levels), "
+            "paired by split. Δm = mean over tasks of the relative change of the task's metric, signed so that "
+            "positive is better (Maninis et al. 2019; Vandenhende et al. 2021), in %; intervals over splits "
+            "(Nadeau-Bengio t, and a percentile bootstrap). Negative transfer: the multi-task cell is worse on the "
+            "task at p < 0.05 (corrected paired t-test of the difference)."
+        ),
+    ]
+    table = delta_m_table(analysis)
+    if table is not None:
+        blocks.append(table)
+    else:
+        blocks.append(Paragraph("Δm needs a single-task cell for every task of a multi-task cell; none has all."))
+    blocks.append(tasks)
     return blocks
 
 

@@ -145,6 +145,14 @@ class ModelConfig(StrictModel):
     )
     sharing_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the sharing")
     head: HeadConfig = Field(default_factory=HeadConfig)
+    reference: Literal["gbdt"] | None = Field(
+        None,
+        description="'gbdt': no network; a scikit-learn gradient-boosted model per task on the clinical features "
+        "(a clinical-only reference cell for ablations, same predictions and metrics)",
+    )
+    reference_params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the reference model (mmtune.training.gbdt)"
+    )
 
 
 class WeightingConfig(StrictModel):

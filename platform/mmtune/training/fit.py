@@ -164,6 +164,8 @@ def fit(
         raise ConfigError(f"{run_dir}: run directory exists and is not empty; choose another --out")
     cfg = resolved_config(prepare_if_needed(cfg))
     info = check_before_training(cfg)
+    if cfg.model.reference is not None:
+        return _fit_reference(cfg, info, run_dir)
 
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -261,6 +263,21 @@ def fit(
             "predictions": final / PREDICTIONS_FILE,
         },
     )
+
+
+def _fit_reference(cfg: RunConfig, info: DataInfo, run_dir: Path) -> FitResult:
+    """``model.reference: gbdt``: the run directory of a clinical-only tree model (no checkpoint, one "epoch")."""
+    from mmtune.training.artifacts import write_config_yaml
+    from mmtune.training.gbdt import write_reference_run
+
+    setup_process(cfg)
+    with atomic_directory(run_dir) as tmp:
+        write_config_yaml(tmp / CONFIG_NAME, cfg.model_dump(mode="json"))
+        logger = make_aim_logger(cfg, run_name=run_dir.name)
+        metrics, aim_hash = write_reference_run(cfg, info, tmp, run_name=run_dir.name, logger=logger)
+    paths = {"config": run_dir / CONFIG_NAME, "metrics": run_dir / METRICS_FILE}
+    paths["predictions"] = run_dir / PREDICTIONS_FILE
+    return FitResult(run_dir=run_dir, metrics=metrics, epochs=1, best_epoch=1, aim_hash=aim_hash, paths=paths)
 
 
 def _best_epoch(path: str) -> int | None:

@@ -143,10 +143,30 @@ def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable (see the module docstring)."""
     started_at = time.time()
     setup = trial_setup(config)
-    if setup.inline:
+    if setup.cfg.model.reference == "gbdt":  # a clinical-only reference cell: no network, no epochs
+        run_reference(setup, started_at)
+    elif setup.inline:
         run_inline(setup, started_at)
     else:
         run_ray_train(setup, started_at)
+
+
+def run_reference(setup: TrialSetup, started_at: float) -> None:
+    """A GBDT reference cell (``model.reference``): one report (``epoch`` 1) after predictions and metrics exist."""
+    from ray import tune
+
+    from mmtune.training.fit import check_before_training, make_aim_logger, setup_process
+    from mmtune.training.gbdt import write_reference_run
+
+    cfg = setup.cfg
+    info = check_before_training(cfg)
+    setup_process(cfg)
+    logger = make_aim_logger(cfg, run_name=setup.trial_name, study=setup.study, trial=setup.trial_name)
+    metrics, aim_hash = write_reference_run(cfg, info, setup.trial_dir, run_name=setup.trial_name, logger=logger)
+    report = {**metrics, "epoch": 1, "best_epoch": 1, "aim_hash": aim_hash or ""}
+    report[f"best/{cfg.trainer.monitor}"] = metrics.get(cfg.trainer.monitor, float("nan"))
+    report["epoch_wall_s"] = time.time() - started_at
+    tune.report(report)
 
 
 # ----------------------------------------------------------------------------------------------------------------
