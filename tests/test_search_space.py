@@ -270,3 +270,22 @@ def test_resource_plan_refuses_what_the_cluster_can_never_give():
         plan_resources(ResourcesConfig(cpus_per_worker=3), {"CPU": 4.0}, [{"CPU": 2.0}, {"CPU": 2.0}])
     grows = plan_resources(ResourcesConfig(gpus_per_worker=1, autoscale=True, max_concurrent=4), *two_cpus)
     assert grows.max_concurrent == 4 and math.isclose(grows.gpus_per_trial, 1)
+
+
+def test_shipped_mtl_zoo_crosses_both_weighting_families_with_every_sharing() -> None:
+    """search_spaces/mtl_zoo.yaml: a full grid (no early stopping) of loss- and gradient-based weightings x the
+    four sharings, on three tasks of three kinds; every combination passes the registry checks."""
+    from mmtune.components import load_registries
+    from mmtune.losses.weighting import WEIGHTINGS
+
+    SHARINGS = load_registries()["sharings"]  # noqa: N806
+
+    space = load_search_space(Path(__file__).resolve().parents[1] / "search_spaces" / "mtl_zoo.yaml")
+    assert space.config.search.name == "grid" and space.config.scheduler.name == "fifo"
+    weightings = space.config.space["weighting.name"].grid
+    families = {WEIGHTINGS.entry(w).tags["family"] for w in weightings}
+    assert families == {"loss", "gradient"} and len(weightings) >= 8
+    assert sorted(space.config.space["model.sharing"].grid) == sorted(SHARINGS.names())
+    assert trial_count(space) == len(weightings) * len(SHARINGS.names())
+    assert len(space.base["tasks"]) == 3
+    check_candidates(space)
