@@ -28,7 +28,7 @@ def test_cluster_config_passes_ray_validation(name):
     assert any('"ray[default,tune,train]==2.60.0"' in c for c in setup)  # pinned: no nightly on the nodes
     assert config["docker"]["image"].startswith("rayproject/ray:2.60.0")
     assert any("pip install" in c and "-e /home/ubuntu/mmtune" in c for c in setup)
-    assert config["file_mounts"] == {"/home/ubuntu/mmtune": "."}
+    assert config["file_mounts"]["/home/ubuntu/mmtune"] == "."
     assert {".venv", "data", "results", "aim"} <= set(config["rsync_exclude"])
     types = config["available_node_types"]
     head, worker = types[config["head_node_type"]], types["gpu_worker"]
@@ -67,3 +67,26 @@ def test_two_worker_trial_spans_two_nodes(tmp_path, prepared_synthetic):
     assert report["alive_nodes"] == 3
     # two Ray Train workers, one on each 1-CPU node (the head has no CPUs)
     assert report["worker_nodes"] == report["cpu_nodes"], report
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-gcp.yaml"])
+def test_cluster_config_is_hardened(name):
+    """Issue 11: no world-writable share (a dedicated group, 2770, umask 007), Aim on the head's private address
+    only, Ray token authentication on every node with the token from a file mount."""
+    text = (REPO / name).read_text(encoding="utf-8")
+    config = prepare_config(yaml.safe_load(text))
+    assert "777" not in text.replace("2770", "")
+    init = " ".join(config["initialization_commands"])
+    assert "groupadd -f -g 4242 mmtune" in init and "chmod 2770 /mnt/efs/mmtune " in init
+    assert "chown 1000:4242" in init
+    options = config["docker"]["run_options"]
+    assert "--group-add 4242" in options and "-e RAY_AUTH_MODE=token" in options
+    token = next(o for o in options if o.startswith("-e RAY_AUTH_TOKEN_PATH="))
+    assert token.split("=", 1)[1] in config["file_mounts"]
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    assert all("umask 007" in c for c in starts if "ray start" in c)
+    aim = next(c for c in config["head_setup_commands"] if "aim server" in c)
+    assert "0.0.0.0" not in aim and '--host "$(hostname -I' in aim and "umask 007" in aim
+    assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+    rules = config["provider"].get("security_group", {}).get("IpPermissions", [])
+    assert not any(r.get("IpRanges") for r in rules)  # nothing opened to an address range
