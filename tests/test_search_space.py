@@ -278,7 +278,7 @@ def test_shipped_mtl_zoo_crosses_both_weighting_families_with_every_sharing() ->
     from mmtune.components import load_registries
     from mmtune.losses.weighting import WEIGHTINGS
 
-    SHARINGS = load_registries()["sharings"]  # noqa: N806
+    SHARINGS = load_registries()["sharings"]
 
     space = load_search_space(Path(__file__).resolve().parents[1] / "search_spaces" / "mtl_zoo.yaml")
     assert space.config.search.name == "grid" and space.config.scheduler.name == "fifo"
