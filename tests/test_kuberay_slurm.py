@@ -113,3 +113,23 @@ def test_slurm_script_passes_bash_n_and_follows_rays_pattern():
     if shutil.which("shellcheck"):
         check = subprocess.run(["shellcheck", "-S", "warning", str(SLURM)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
+
+
+def test_docs_cover_the_three_ways_and_the_security_settings():
+    docs = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    for needle in (
+        "ray up cluster.yaml",
+        "deploy/kuberay/",
+        "kubectl apply -f deploy/kuberay/rayjob.yaml",
+        "sbatch deploy/slurm/mmtune-tune.sbatch",
+        "### Ray token authentication",
+        "RAY_AUTH_MODE=token",
+        "ssh -i",
+        "-L 53800:HEAD_PRIVATE_IP:53800",
+        "2770",
+        "weights_only=True",
+    ):
+        assert needle in docs, needle
+    assert "--host 0.0.0.0" not in docs
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "MMTUNE_TRACEBACK=1" in readme and "mmtune --verbose" in readme
