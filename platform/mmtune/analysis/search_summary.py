@@ -93,6 +93,8 @@ def _level_sentence(analysis: SearchAnalysis, c: Comparison) -> str:
         f"{inputs.name_of(c.dimension)}: best {what} `{c.best}` ({inputs.metric} {num(c.best_mean, digits=3)}{ci}, "
         f"{c.n_best} trial{'s' if c.n_best != 1 else ''})"
     )
+    if c.runner_up is None and dimension.kind != CATEGORICAL:
+        return f"{head}; too few trials with it active to split into bins: nothing to compare it with."
     if c.runner_up is None:
         return f"{head}; the only {what} with usable trials: nothing to compare it with."
     head += f" vs `{c.runner_up}` ({num(c.next_mean, digits=3)}, {c.n_next} trial{'s' if c.n_next != 1 else ''}): "
@@ -129,7 +131,7 @@ def _survivors_phrase(analysis: SearchAnalysis, key: str) -> str:
     top = ranked_levels.iloc[0]
     n = int(part["n_trials"].sum())
     return (
-        f" Among the {n} trials that ran to epoch {int(top['budget'])} (survivors, not a fair comparison): best "
+        f" Among the {n} trial{'s' if n != 1 else ''} that ran to epoch {int(top['budget'])} (survivors, not a fair comparison): best "
         f"`{top['level']}` ({num(top['mean'], digits=3)}, {int(top['n_trials'])} trial{'s' if top['n_trials'] != 1 else ''})."
     )
 
