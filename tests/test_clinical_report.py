@@ -155,3 +155,33 @@ def test_a_subgroup_column_the_data_lacks_is_one_line(study: Path, capsys: pytes
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'Smoking' is not a column" in err
     assert not (study / "report").exists()
+
+
+def test_the_study_level_aim_run_carries_the_reports_tables(study: Path, tmp_path: Path) -> None:
+    """With the study's Aim repo present, `mmtune report` writes one run holding the findings, leaderboards and
+    the best configuration's section; a second report replaces it (still one report run)."""
+    from mmtune.tracking.aim import init_repo, list_runs
+    from mmtune.tracking.aim_objects import sequence_values, sequences
+
+    repo = tmp_path / "aim"
+    init_repo(repo)
+    for folder in (study / "trials").iterdir():
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["tracking"] = {"aim_repo": str(repo)}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    write_report(study, tmp_path / "r1")
+    first = (study / "aim_report_run.txt").read_text().strip()
+    write_report(study, tmp_path / "r2")
+    second = (study / "aim_report_run.txt").read_text().strip()
+    runs = [r for r in list_runs(repo) if r["name"] == "study: report"]
+    assert [r["hash"] for r in runs] == [second] != [first]
+    assert {"study=study", "kind=report"} <= set(runs[0]["tags"])
+    texts = sequences(repo, second, "texts")
+    assert ("leaderboard", {"metric": "covid/auroc"}) in texts and ("findings", {}) in texts
+    (section,) = sequence_values(repo, second, "texts", "best_configuration", {})
+    assert "held out, not used for selection" in section and "| covid |" in section and "Model card" in section
+    from aim import Run
+
+    params = Run(second, repo=str(repo), read_only=True)["report"]
+    assert params["best_trial"] == "tune_00001" and params["best_split"] == "test"
+    assert 0.0 <= params["best/covid/auroc"] <= 1.0

@@ -33,3 +33,6 @@ SUBGROUPS_FILE = "subgroups.csv"
 EVALUATION_FILE = "evaluation.json"
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"
+
+# ``mmtune report``: the hash of the study-level Aim run carrying the report's tables (replaced on every report)
+REPORT_AIM_RUN_FILE = "aim_report_run.txt"

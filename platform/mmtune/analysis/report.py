@@ -625,10 +625,34 @@ def write_report(root: str | Path, out: str | Path | None = None) -> ReportPaths
         write_search_files(analysis.search, analysis.data.root)
     from mmtune.console import warn
 
+    _log_aim_report(analysis, out)
     for problem in analysis.data.problems:
         warn(problem)
     sentences = analysis.search.sentences if analysis.search is not None else []
     return ReportPaths(out, out / "report.md", out / "report.html", sorted(out / n for n in images), sentences)
+
+
+def _log_aim_report(analysis: Analysis, out: Path) -> None:
+    """The study-level Aim run with the report's main tables (``mmtune.analysis.aim_report``); best effort."""
+    from mmtune.analysis.aim_report import log_report_run
+    from mmtune.console import warn
+
+    data = analysis.data
+    texts = [("findings", {}, to_markdown([Bullets(analysis.sentences)]) if analysis.sentences else "-")]
+    for metric in data.metrics:
+        table = leaderboard_table(analysis, metric)
+        if table.rows:
+            texts.append(("leaderboard", {"metric": metric}, to_markdown([Heading(label_of(metric), 3), table])))
+    params: dict[str, Any] = {"kind": data.kind, "report": str(out / "report.md"), "trials": len(data.trials)}
+    if analysis.clinical is not None:
+        blocks = [b for b in analysis.clinical.blocks if not isinstance(b, Image)]
+        texts.append(("best_configuration", {}, to_markdown(blocks)))
+        params.update(best_trial=analysis.clinical.trial, best_split=analysis.clinical.evaluated_split)
+        params.update({f"best/{k}": v for k, v in analysis.clinical.metrics.items()})
+    try:
+        log_report_run(data.aim_repo, data.name, data.root, texts, params)
+    except Exception as exc:  # the report is written; Aim is a view of it
+        warn(f"Aim report run not written ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
 
 
 def print_main_table(root: str | Path, console: Any) -> Analysis:

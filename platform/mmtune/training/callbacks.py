@@ -176,6 +176,9 @@ class TrialReporter(Checkpoint):
         robust, robust_frames = without_modality(pl_module, loaders)
         metrics.update(robust)
         write_predictions(self.trial_dir / PREDICTIONS_FILE, frames + robust_frames)
+        from mmtune.training.aim_figures import aim_run_of, track_final
+
+        track_final(aim_run_of(trainer.loggers), frames, trainer.val_dataloaders)
         self.best_metrics = metrics
         self._write_metrics(epochs, self.aim_hash(), final=True)
 

@@ -233,7 +233,10 @@ def fit(
             metrics = {**val_metrics, **test_metrics, **robust}
             aim_hash = None
             if logger is not None:
+                from mmtune.training.aim_figures import track_final
+
                 logger.log_metrics({k: v for k, v in test_metrics.items()}, step=trainer.global_step)
+                track_final(logger.experiment, [val_frame, test_frame], val_loader)
                 aim_hash = logger.run_hash
             epochs = trainer.current_epoch
             write_predictions(tmp / PREDICTIONS_FILE, [val_frame, test_frame, *robust_frames])
