@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "mmtune"
 
 # Top-level packages / modules of mmtune, lowest first; a unit may import its own layer and the layers below.
 LAYERS: list[set[str]] = [
-    {"errors", "locale_guard", "atomic", "console", "tasks", "registry", "results_files", "trial_config"},
+    {"errors", "locale_guard", "atomic", "console", "tasks", "registry", "results_files", "trial_config", "study_lock"},
     {"config"},
     {"data"},
     {"models"},

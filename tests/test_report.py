@@ -41,7 +41,7 @@ def test_report_contents_tables_sentences_hashes_and_inlined_images(results_dir,
         "## ROC curves",
         "## Per-split spread",
         "## Missing-modality robustness",
-        "## Missing, unfinished and errored trials",
+        "## Diverged, errored, unfinished and missing trials",
         "## Aim runs",
     ):
         assert section in md
@@ -73,13 +73,13 @@ def test_report_on_missing_and_errored_trials_warns_and_still_writes(tmp_path, c
     assert "> **warning:** 1 of 24 planned trials are missing" in md
     assert "| image / covid @ f0/s0 | missing | MISSING | - |" in md
     assert "| image / covid+morbidity @ f2/s1 | errored | ERROR | RuntimeError: crafted failure |" in md
-    assert "22 of 24 planned trials usable" in md
+    assert "24 planned trials: 22 usable, 1 errored, 1 missing" in md
 
 
 def test_report_on_tuning_results_uses_patient_level_intervals(tmp_path):
     paths = write_report(make_tuning_results(tmp_path))
     md = paths.markdown.read_text(encoding="utf-8")
-    assert "Tuning study **tuned**: 4 trials, 4 usable" in md
+    assert "Tuning study **tuned**: 4 trials: 4 usable (usable = complete, finite metrics)" in md
     assert "patients (DeLong)" in md and "patients (bootstrap)" in md  # covid AUROC / multiclass morbidity AUROC
     assert "## DeLong tests (best vs next)" in md
     assert "model.fusion.name" not in md.split("## Leaderboard")[0]

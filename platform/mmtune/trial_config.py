@@ -58,7 +58,14 @@ TUNE_DIR_KEY = "tune_dir"
 
 # keys the Ray Train trial passes its workers (``train_loop_config``) besides the ones above
 NODE_CACHE_KEY = "node_cache"  # bool: workers map the per-node decoded cache (mmtune.data.node_cache)
+TARGETS_KEY = (
+    "targets"  # {metric: mode}: the study's metric beside trainer.monitor (a diverged epoch reports both worst)
+)
 STARTUP_KEY = "startup"  # {phase: wall-clock stamp}: the trial's start-up phases so far (bench search --overhead)
+
+# keys a trial reports beside its metrics (``mmtune.training.divergence``); DIVERGED_KEY is a trials.parquet column
+DIVERGED_KEY = "diverged"  # True at the epoch whose losses or scores were NaN / inf (the trial then stops)
+REASON_KEY = "diverged_reason"  # which values were not finite (one short line)
 
 # Value a conditional key gets in Tune's config when its condition does not hold; stripped before the trial runs.
 INACTIVE = "__mmtune_inactive__"

@@ -392,9 +392,17 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------- document
 
 
+def state_counts(data: StudyData) -> str:
+    """``4 usable, 1 diverged, 2 errored`` (usable = complete with finite metrics; the other states when any)."""
+    states = data.trials["state"].value_counts().to_dict() if "state" in data.trials else {}
+    parts = [f"{len(data.usable)} usable"]
+    parts += [f"{states[s]} {s}" for s in ("diverged", "errored", "unfinished", "missing") if states.get(s)]
+    return ", ".join(parts)
+
+
 def _summary(data: StudyData, analysis: Analysis) -> list[Block]:
-    usable = len(data.usable)
     planned = len(data.trials)
+    counts = state_counts(data)
     if data.kind == "ablation":
         factors = "; ".join(
             f"{f}: {', '.join(lv)} (baseline {data.baselines.get(f, lv[0])})" for f, lv in data.factors.items()
@@ -402,11 +410,12 @@ def _summary(data: StudyData, analysis: Analysis) -> list[Block]:
         text = (
             f"Ablation study **{data.name}** ({data.design} design; factors {factors}): {len(data.configs)} "
             f"configurations x {data.replication_phrase()} ({data.scheme}); metrics from the `{data.eval_split}` "
-            f"split of each trial; {usable} of {planned} planned trials usable."
+            f"split of each trial; {planned} planned trials: {counts} (usable = complete, finite metrics)."
         )
     else:
         text = (
-            f"Tuning study **{data.name}**: {planned} trials, {usable} usable; metrics from each trial's "
+            f"Tuning study **{data.name}**: {planned} trials: {counts} (usable = complete, finite metrics); "
+            "metrics from each trial's "
             f"`{data.eval_split}` predictions (one split: intervals are over patients)."
         )
     blocks: list[Block] = [Paragraph(text)]
@@ -522,12 +531,18 @@ def build_blocks(analysis: Analysis, images: dict[str, tuple[bytes, str]]) -> li
             Paragraph("No trial wrote predictions without a modality (no fusion model uses clinical features).")
         )
 
-    blocks.append(Heading("Missing, unfinished and errored trials"))
+    blocks.append(Heading("Diverged, errored, unfinished and missing trials"))
     table = missing_table(data)
     if table is not None:
-        blocks += [Paragraph(f"{len(data.missing)} planned trial(s) without usable results:"), table]
+        blocks += [
+            Paragraph(
+                f"{len(data.missing)} planned trial(s) without usable results ({state_counts(data)}); a diverged "
+                "trial's losses or scores became NaN or infinite, so none of its metrics count:"
+            ),
+            table,
+        ]
     else:
-        blocks.append(Paragraph("None: every planned trial finished and wrote its predictions."))
+        blocks.append(Paragraph("None: every planned trial finished with finite metrics and wrote its predictions."))
 
     if analysis.clinical is not None:
         blocks += analysis.clinical.blocks

@@ -23,6 +23,7 @@ import yaml
 from mmtune.analysis.task_metrics import TASKS_ATTR, TaskColumns, default_metrics, detect_tasks, metric_value
 from mmtune.errors import UserError
 from mmtune.results_files import CELLS_FILE, PREDICTIONS_FILE, STUDY_FILE, TRIAL_COLUMNS, TRIALS_FILE
+from mmtune.trial_config import DIVERGED_KEY
 
 DROPPED = "modality_dropped"
 FINISHED = "TERMINATED"
@@ -126,12 +127,14 @@ def _read_runs(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _load_predictions(trials: pd.DataFrame, root: Path) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Predictions of finished trials; a finished trial without a readable file is a problem, not a crash."""
+def _load_predictions(trials: pd.DataFrame, root: Path) -> tuple[dict[str, pd.DataFrame], list[str], set[str]]:
+    """Predictions of finished trials; a finished trial without a readable file is a problem, not a crash.
+    The third value: finished trials whose scores are not finite (diverged, though not flagged by the trial)."""
     out: dict[str, pd.DataFrame] = {}
     problems: list[str] = []
+    non_finite: set[str] = set()
     for _, row in trials.iterrows():
-        if row.get("status") != FINISHED:
+        if row.get("status") != FINISHED or _is_diverged(row.get(DIVERGED_KEY)):
             continue
         trial = str(row["trial"])
         path = root / "trials" / trial / PREDICTIONS_FILE
@@ -141,10 +144,43 @@ def _load_predictions(trials: pd.DataFrame, root: Path) -> tuple[dict[str, pd.Da
             problems.append(f"trial {trial} finished but has no {PREDICTIONS_FILE}")
             continue
         try:
-            out[trial] = pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except (OSError, ValueError) as exc:
             problems.append(f"trial {trial}: unreadable predictions ({str(exc).splitlines()[0]})")
-    return out, problems
+            continue
+        if not _finite_scores(frame):  # "usable" means finite metrics: NaN scores give a harmless-looking AUROC
+            problems.append(f"trial {trial}: non-finite scores in {PREDICTIONS_FILE} (diverged)")
+            non_finite.add(trial)
+            continue
+        out[trial] = frame
+    return out, problems, non_finite
+
+
+def _is_diverged(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def _finite_scores(frame: pd.DataFrame) -> bool:
+    columns = [c for c in frame.columns if str(c).startswith(("score_", "mse_"))]
+    return bool(np.isfinite(frame[columns].to_numpy(dtype=np.float64)).all()) if columns else True
+
+
+def trial_states(
+    trials: pd.DataFrame, predictions: dict[str, pd.DataFrame], non_finite: set[str] | None = None
+) -> np.ndarray:
+    """ok (usable) / diverged / errored / missing (never started) / unfinished, one per row of ``trials``."""
+    status = trials["status"]
+    diverged = trials[DIVERGED_KEY].map(_is_diverged) if DIVERGED_KEY in trials else pd.Series(False, trials.index)
+    return np.select(
+        [
+            trials["trial"].isin(list(predictions)),
+            diverged | trials["trial"].astype(str).isin(sorted(non_finite or ())),
+            status == "ERROR",
+            status == "MISSING",
+        ],
+        ["ok", "diverged", "errored", "missing"],
+        "unfinished",
+    )
 
 
 def _aim_repo(root: Path, trials: pd.DataFrame, study: dict[str, Any]) -> str | None:
@@ -182,21 +218,14 @@ def _ablation(root: Path, trials: pd.DataFrame, cells: pd.DataFrame, study: dict
     merged["status"] = merged["status"].fillna("MISSING")
     merged = merged.rename(columns={"cell": "config"})
     done = merged[merged["status"] == FINISHED]
-    predictions, more = _load_predictions(done, root)
+    predictions, more, non_finite = _load_predictions(done, root)
     problems += more
-    state = np.where(
-        merged["trial"].isin(list(predictions)),
-        "ok",
-        np.where(
-            merged["status"] == "ERROR", "errored", np.where(merged["status"] == "MISSING", "missing", "unfinished")
-        ),
-    )
-    merged["state"] = state
+    merged["state"] = trial_states(merged, predictions, non_finite)
     missing = merged[merged["state"] != "ok"][["key", "config", "split_id", "status", "state", "error"]].copy()
     if "error" not in merged.columns:
         missing["error"] = None
     counts = merged["state"].value_counts().to_dict()
-    for what in ("missing", "unfinished", "errored"):
+    for what in ("missing", "unfinished", "errored", "diverged"):
         if counts.get(what):
             problems.insert(0, f"{counts[what]} of {len(merged)} planned trials are {what}")
     configs = [c["name"] for c in resolved.get("cells", [])] or list(dict.fromkeys(cells["cell"]))
@@ -237,15 +266,11 @@ def _tuning(root: Path, trials: pd.DataFrame) -> StudyData:
     trials["seed"] = 0
     trials["fold"] = -1
     trials["group"] = ""
-    predictions, more = _load_predictions(trials, root)
+    predictions, more, non_finite = _load_predictions(trials, root)
     problems += more
-    trials["state"] = np.where(
-        trials["trial"].isin(list(predictions)),
-        "ok",
-        np.where(trials["status"] == "ERROR", "errored", "unfinished"),
-    )
+    trials["state"] = trial_states(trials, predictions, non_finite)
     bad = trials[trials["state"] != "ok"]
-    for what in ("unfinished", "errored"):
+    for what in ("unfinished", "errored", "diverged"):
         n = int((bad["state"] == what).sum())
         if n:
             problems.insert(0, f"{n} of {len(trials)} trials are {what}")

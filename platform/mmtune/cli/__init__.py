@@ -92,9 +92,9 @@ def _run(args: list[str]) -> int:
     except ClickException as exc:
         rich_utils.rich_format_error(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a study (mmtune.tuning.interrupt): 128 + signal
         sys.stderr.write("interrupted\n")
-        return 130
+        return int(getattr(exc, "exit_code", 130))
     except Abort as exc:
         if exc.__cause__ is not None:
             raise exc.__cause__ from None

@@ -35,7 +35,7 @@ def ablate(
     if dry_run:
         _dry_run(study)
         return
-    from mmtune.console import console, err_console
+    from mmtune.console import console
     from mmtune.tuning.driver import load_trial_fn, run_study
 
     outcome = run_study(
@@ -50,13 +50,13 @@ def ablate(
     )
     from mmtune.analysis.report import print_main_table
 
-    print_main_table(outcome.paths.root, console)
-    if not outcome.complete:
-        err_console.print(
-            f"study {study.name} is not finished; continue it with: mmtune ablate {study_file} --resume",
-            highlight=False,
-        )
-        raise typer.Exit(130)
+    stop = getattr(outcome, "stop", None)
+    if len(outcome.usable):
+        print_main_table(outcome.paths.root, console)
+    from mmtune.cli.outcome import finish
+
+    again = f"mmtune ablate {study_file} --resume" + (f" --results {results}" if results != Path("results") else "")
+    finish(study.name, outcome, again, stop)
     console.print(f"full report: mmtune report {outcome.paths.root}", highlight=False)
 
 

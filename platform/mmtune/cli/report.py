@@ -20,8 +20,16 @@ def report(
     validation split can tell it from the next) and writes factors.parquet and importance.parquet beside it.
     """
     from mmtune.analysis.report import write_report
-    from mmtune.console import console
+    from mmtune.console import console, warn
+    from mmtune.errors import UserError
+    from mmtune.results_files import TRIALS_FILE
+    from mmtune.study_lock import running_message
 
+    running = running_message(results_dir)
+    if running and not (results_dir / TRIALS_FILE).is_file():
+        raise UserError(running)
+    if running:  # a resumed study: its last finished run's results are there
+        warn(f"{running}; this report covers the results its previous run wrote")
     paths = write_report(results_dir, out)
     if paths.search_sentences:
         console.print("What the search found:", highlight=False)

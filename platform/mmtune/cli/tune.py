@@ -49,20 +49,15 @@ def tune(
         num_cpus=num_cpus,
     )
     print_summary(outcome, list(space.entries))
-    if not outcome.complete:
-        from mmtune.console import err_console
-
-        err_console.print(
-            f"study {space.name} is not finished; continue it with: mmtune tune {space_file} --resume"
-            + (f" --name {name}" if name else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(130)
-    if report:
+    stop = getattr(outcome, "stop", None)
+    if report and getattr(stop, "signum", None) is None and len(outcome.usable):
         from mmtune.cli.report import report as write_report_command
 
         write_report_command(outcome.paths.root, None)
+    from mmtune.cli.outcome import finish
+
+    again = f"mmtune tune {space_file} --resume" + (f" --name {name}" if name else "")
+    finish(space.name, outcome, again + (f" --results {results}" if results != Path("results") else ""), stop)
 
 
 def _dry_run(space: Any, samples: int = 3) -> None:

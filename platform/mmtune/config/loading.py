@@ -20,22 +20,76 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class _Loader(yaml.SafeLoader):
+    """``safe_load`` that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor`` merges may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: PyYAML reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+def _key_paths(node: yaml.Node, prefix: str = "") -> dict[int, str]:
+    """Line of each mapping key -> its dotted path (so a duplicate is named by where it sits)."""
+    out: dict[int, str] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            name = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out.setdefault(key_node.start_mark.line + 1, name)
+            out.update({k: v for k, v in _key_paths(value_node, name).items() if k not in out})
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update({k: v for k, v in _key_paths(item, f"{prefix}[{i}]").items() if k not in out})
+    return out
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` with one-line errors: syntax errors and duplicate keys name ``where``, the line and key."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except _DuplicateKey as dup:
+        try:
+            paths = _key_paths(yaml.compose(text, Loader=yaml.SafeLoader))
+        except yaml.YAMLError:
+            paths = {}
+        name = paths.get(dup.again, str(dup.key))
+        raise ConfigError(
+            f"{where}: line {dup.again}: duplicate key {name!r} (first given on line {dup.first}); keep one"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}:{at}: invalid YAML: {problem}") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``safe_load``; missing files and syntax errors become ``ConfigError``."""
+    """Read a YAML mapping; a missing file, a syntax error, a duplicate key, an empty file or a top level that is
+    not a mapping becomes a one-line ``ConfigError`` naming the file (and line and key where there is one)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     if data is None:
-        data = {}
+        raise ConfigError(f"{path}: the file is empty (or only comments); expected a mapping of keys")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got a {type(data).__name__}")
     return data
 
 

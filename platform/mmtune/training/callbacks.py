@@ -25,6 +25,7 @@ from pytorch_lightning.callbacks import Checkpoint
 
 from mmtune.results_files import METRICS_FILE, PREDICTIONS_FILE
 from mmtune.training.artifacts import write_metrics_json
+from mmtune.training.divergence import DIVERGED_KEY, REASON_KEY, diverged_report, non_finite, worst
 from mmtune.training.predictions import without_modality, write_predictions
 
 CHECKPOINT_NAME = "checkpoint.ckpt"
@@ -67,8 +68,13 @@ class TrialReporter(Checkpoint):
         extra: Mapping[str, Any] | None = None,
         fault: Mapping[str, Any] | None = None,
         startup: Mapping[str, float] | None = None,
+        targets: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        # metric -> mode of every key a scheduler or the study selects on (Tune's metric beside ``monitor``): a
+        # diverged epoch reports each at its worst
+        self.targets = {monitor: mode, **dict(targets or {})}
+        self.diverged: str | None = None
         # wall-clock stamps of the trial's start-up phases (``bench search --overhead`` breaks the start into them);
         # the first training step is stamped here and all go out with this process's first report
         self.startup = {f"startup/{k}": float(v) for k, v in (startup or {}).items()}
@@ -114,8 +120,12 @@ class TrialReporter(Checkpoint):
         epoch = trainer.current_epoch + 1
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(getattr(pl_module, "epoch_metrics", {}))
-        value = metrics.get(self.monitor, float("nan"))
         aim_hash = self.aim_hash()
+        bad = non_finite(metrics, getattr(pl_module, "last_predictions", {}).get("val"))
+        if bad:
+            self._diverge(trainer, metrics, bad, timing, epoch, aim_hash)
+            return
+        value = metrics.get(self.monitor, float("nan"))
         improved = is_better(value, self.best, self.mode)
         if improved:
             self.best, self.best_epoch = value, epoch
@@ -127,6 +137,7 @@ class TrialReporter(Checkpoint):
         report = dict(metrics)
         report.update(timing)
         report.update(epoch=epoch, best_epoch=self.best_epoch or epoch, aim_hash=aim_hash or "")
+        report.update({DIVERGED_KEY: False, REASON_KEY: ""})
         report[f"best/{self.monitor}"] = self.best if self.best is not None else float("nan")
         if self.startup and not self._startup_sent:
             report.update(self.startup)
@@ -142,6 +153,28 @@ class TrialReporter(Checkpoint):
         self._last_end = (time.perf_counter(), time.process_time())
         if self.fault and trainer.is_global_zero:
             maybe_fault(self.fault, epoch)
+
+    def _diverge(
+        self,
+        trainer: pl.Trainer,
+        metrics: dict[str, float],
+        bad: list[str],
+        timing: dict[str, float],
+        epoch: int,
+        aim_hash: str | None,
+    ) -> None:
+        """A non-finite loss or score: report the worst value for every target, no checkpoint, and stop the
+        trial (no final evaluation: its best epoch came before it diverged, and it is not a usable result)."""
+        report = diverged_report(metrics, bad, self.targets)
+        report.update(timing)
+        report.update(epoch=epoch, best_epoch=self.best_epoch or epoch, aim_hash=aim_hash or "")
+        report[f"best/{self.monitor}"] = worst(self.mode)
+        self.diverged = str(report[REASON_KEY])
+        self.finalised = True
+        trainer.should_stop = True
+        if trainer.is_global_zero:
+            self._write_metrics(epoch, aim_hash)
+        self.report(report, None)
 
     @staticmethod
     def _is_last_epoch(trainer: pl.Trainer, epoch: int) -> bool:
@@ -190,7 +223,7 @@ class TrialReporter(Checkpoint):
             best_epoch=self.best_epoch,
             aim_hash=aim_hash,
             monitor=self.monitor,
-            extra={**self.extra, "complete": final},
+            extra={**self.extra, "complete": final and not self.diverged, DIVERGED_KEY: self.diverged or False},
         )
 
     def _report_with_checkpoint(

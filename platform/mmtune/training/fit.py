@@ -16,7 +16,7 @@ from typing import Any
 from mmtune.atomic import atomic_directory
 from mmtune.config.run import RunConfig, default_prepared_path
 from mmtune.data.multisource import DataInfo
-from mmtune.errors import ConfigError
+from mmtune.errors import ConfigError, DataError
 from mmtune.results_files import METRICS_FILE, PREDICTIONS_FILE
 
 CONFIG_NAME = "config.yaml"
@@ -53,6 +53,12 @@ def prepare_if_needed(cfg: RunConfig) -> RunConfig:
     out = Path(data.path) if data.path else default_prepared_path(data.card)
     if not (out / "manifest.json").is_file():
         from mmtune.data.prepare import prepare
+
+        if out.is_dir() and any(out.iterdir()):  # never overwrite what is there: say how to rebuild it
+            raise DataError(
+                f"{out}: not a prepared data set (no manifest.json) and not empty; rebuild it with "
+                f"`mmtune data prepare {data.card} {out} --overwrite`, or point data.path elsewhere"
+            )
 
         prepare(data.card, out, source=data.source)
     return cfg.model_copy(update={"data": data.model_copy(update={"path": str(out.resolve())})})

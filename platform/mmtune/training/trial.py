@@ -40,6 +40,7 @@ from mmtune.trial_config import (
     RUN_KEY,
     STARTUP_KEY,
     STUDY_KEY,
+    TARGETS_KEY,
     TRAIN_STORAGE_KEY,
     TRIAL_DIR_KEY,
     TRIAL_META_KEY,
@@ -64,6 +65,7 @@ class TrialSetup:
     mode: str
     train_storage_path: Path
     fault: dict[str, Any] | None = None
+    targets: dict[str, str] | None = None  # the study's Tune metric -> mode (see TrialReporter)
 
     @property
     def inline(self) -> bool:
@@ -98,6 +100,7 @@ def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
     trial_dir = trial_dir.expanduser().resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
     res = dict(config.get(RESOURCES_KEY) or {})
+    meta = dict(config.get(TRIAL_META_KEY) or {})
     gpus = float(res.get(GPUS_PER_WORKER, 0) or 0)
     use_gpu = bool(res.get(USE_GPU, gpus > 0))
     if use_gpu and gpus == 0:
@@ -114,7 +117,8 @@ def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
         use_gpu=use_gpu,
         mode=str(res.get(MODE, "auto")),
         train_storage_path=storage,
-        fault=dict((config.get(TRIAL_META_KEY) or {}).get(FAULT_KEY) or {}) or None,
+        fault=dict(meta.get(FAULT_KEY) or {}) or None,
+        targets={str(meta["metric"]): str(meta.get("mode") or "max")} if meta.get("metric") else None,
     )
 
 
@@ -182,6 +186,7 @@ def run_inline(setup: TrialSetup, started_at: float | None = None) -> None:
     from mmtune.training.callbacks import TrialReporter, restore_checkpoint
     from mmtune.training.fit import check_before_training, make_aim_logger, setup_process, trainer_kwargs
     from mmtune.training.module import MultiTaskModule
+    from mmtune.training.rng_state import RngState, loader_generators
 
     cfg = setup.cfg
     info = check_before_training(cfg)
@@ -208,10 +213,11 @@ def run_inline(setup: TrialSetup, started_at: float | None = None) -> None:
         extra={"trial_name": setup.trial_name, "study": setup.study, "path": "inline"},
         fault=setup.fault,
         startup=startup,
+        targets=setup.targets,
     )
     kwargs = trainer_kwargs(cfg, manual=module.manual)
     kwargs.update(
-        callbacks=[reporter, *_early_stopping(cfg)],
+        callbacks=[reporter, RngState(loader_generators(train)), *_early_stopping(cfg)],
         logger=logger if logger is not None else False,
         enable_progress_bar=False,
         enable_checkpointing=True,
@@ -286,6 +292,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
         TRIAL_DIR_KEY: str(setup.trial_dir),
         USE_GPU: setup.use_gpu,
         FAULT_KEY: setup.fault,
+        TARGETS_KEY: setup.targets,
         NODE_CACHE_KEY: node_cache,
         STARTUP_KEY: {"trial_started_at": started_at or time.time()},
     }
@@ -332,6 +339,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from mmtune.training.callbacks import TrialReporter, restore_checkpoint
     from mmtune.training.fit import make_aim_logger, setup_process, trainer_kwargs
     from mmtune.training.module import MultiTaskModule
+    from mmtune.training.rng_state import RngState, loader_generators
 
     startup["imports_done_at"] = time.time()
     quiet_ray_data()
@@ -375,10 +383,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         extra={TRIAL_NAME_KEY: trial_name, STUDY_KEY: loop_config[STUDY_KEY], "path": "ray_train"},
         fault=loop_config.get(FAULT_KEY),
         startup=startup,
+        targets=loop_config.get(TARGETS_KEY),
     )
     kwargs = trainer_kwargs(cfg, manual=module.manual)
     kwargs.update(
-        callbacks=[reporter, *_early_stopping(cfg)],
+        callbacks=[reporter, RngState(loader_generators(train)), *_early_stopping(cfg)],
         logger=logger if logger is not None else False,
         enable_progress_bar=False,
         enable_checkpointing=True,

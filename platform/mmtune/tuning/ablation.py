@@ -149,6 +149,9 @@ def load_study(path: str | Path, overrides: list[str] | Mapping[str, Any] | None
     trainer = run.trainer
     study = Study(path, config, raw, name, base, trainer.monitor, trainer.mode, trainer.max_epochs)
     _check_cells_pydantic(study)
+    from mmtune.tuning.metric_check import check_study_metric
+
+    check_study_metric(str(path), base, study.metric, study.mode, metric_key="base.trainer.monitor")
     return study
 
 

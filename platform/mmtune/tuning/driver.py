@@ -10,8 +10,10 @@ submitted. Trials are ``tune.with_resources(trial_fn, ...)`` function trainables
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mmtune.atomic import atomic_write_text
 from mmtune.console import err_console, warn
 from mmtune.errors import UserError
+from mmtune.study_lock import check_unlocked, study_lock
 from mmtune.trial_config import (
     AIM_REPO_KEY,
     CPUS_PER_WORKER,
@@ -33,12 +37,14 @@ from mmtune.trial_config import (
     WORKERS,
 )
 from mmtune.tuning.data import ensure_data, plan_data
+from mmtune.tuning.interrupt import graceful_stop
 from mmtune.tuning.plan import StudyPlan, as_plan
 from mmtune.tuning.results import StudyPaths, StudyResults
 from mmtune.tuning.space import SearchSpace
 
 TrialFn = Callable[[dict[str, Any]], Any]
 CONNECT_TIMEOUT_S = 5.0
+TRIAL_OPTIONS_FILE = "mmtune_trial_options.json"  # in tune/: --trial-option of the start, reused by --resume
 
 
 class ClusterError(UserError):
@@ -178,42 +184,99 @@ def run_study(
     plan = as_plan(study)
     started_at = time.time()
     paths = study_paths(plan, results_dir)
+    check_unlocked(paths.root)
+    _check_start(plan, paths, resume)
+    data = plan_data(plan)  # may fill in base.data.path for a bare card
+    warnings = plan.check_with_data(data.manifest) if data.ready else None
+    trial_fn = trial_fn or default_trial_fn()
+    with study_lock(paths.root, f"{plan.name} ({'resume' if resume else 'start'})"):
+        _check_start(plan, paths, resume)  # again, now that no other run can start it
+        started = connect(address, verbose=verbose, num_cpus=num_cpus)
+        live_table = None
+        fresh = not paths.has_experiment()
+        try:
+            with graceful_stop() as stop:
+                manifest = ensure_data(data, address=None if address in (None, "local") else address)
+                if warnings is None:
+                    warnings = plan.check_with_data(manifest)
+                for line in warnings:
+                    warn(line)
+                from mmtune.tuning.resources import cluster_snapshot, plan_resources
+
+                cluster, nodes = cluster_snapshot()
+                resources = plan_resources(plan.config.resources, cluster, nodes, where=f"{plan.path}: resources")
+                plan.before_fit(paths, manifest, resume)
+                init_aim_repo(plan.base["tracking"].get("aim_repo"))
+                tuner, live_table = _build_tuner(plan, paths, resources, trial_fn, meta, resume, live, callbacks or [])
+                err_console.print(plan.start_line(resources, paths), highlight=False, soft_wrap=True)
+                started_fit = time.monotonic()
+                try:
+                    tuner.fit()
+                except Exception:
+                    if fresh:
+                        _forget_unstarted(paths)
+                    raise
+                fit_seconds = time.monotonic() - started_fit
+        finally:
+            if live_table is not None:
+                live_table.close()
+            if started:
+                import ray
+
+                ray.shutdown()
+        results = plan.write_results(paths, resume=resume, started_at=started_at)
+    results.fit_seconds = fit_seconds
+    results.stop = stop
+    return results
+
+
+def _check_start(plan: StudyPlan, paths: StudyPaths, resume: bool) -> None:
+    """``--resume`` needs a study; a fresh start must not overwrite one."""
     if resume and not paths.has_experiment():
         raise StudyExistsError(f"{paths.root}: no study to resume; run without --resume to start it")
     if not resume and paths.has_experiment():
         raise StudyExistsError(f"{paths.root}: study {plan.name!r} exists; {plan.restart_hint}")
-    data = plan_data(plan)  # may fill in base.data.path for a bare card
-    warnings = plan.check_with_data(data.manifest) if data.ready else None
-    trial_fn = trial_fn or default_trial_fn()
-    started = connect(address, verbose=verbose, num_cpus=num_cpus)
-    live_table = None
+
+
+def _forget_unstarted(paths: StudyPaths) -> None:
+    """A fresh study whose fit failed before any trial reported leaves no Tune state behind: the corrected rerun
+    starts it again instead of being refused ("study exists") or resuming the broken start."""
+    tune_dir = paths.tune_dir
+    if not tune_dir.is_dir():
+        return
+    if any(p.stat().st_size for p in tune_dir.glob("*/result.json")):
+        return
+    shutil.rmtree(tune_dir, ignore_errors=True)
+
+
+def _trial_options(paths: StudyPaths, meta: Mapping[str, Any] | None, resume: bool) -> dict[str, Any]:
+    """The trials' extra metadata (``--trial-option``): recorded at the start, reused by ``--resume`` (Tune
+    requires the restored param space to have the keys of the original)."""
+    record = paths.tune_dir / TRIAL_OPTIONS_FILE
+    if resume and not meta and record.is_file():
+        return dict(json.loads(record.read_text(encoding="utf-8")))
+    if not resume:
+        atomic_write_text(record, json.dumps(dict(meta or {}), sort_keys=True, default=str))
+    return dict(meta or {})
+
+
+def _restore(paths: StudyPaths, trainable: Any, param_space: dict[str, Any]) -> Any:
+    """Tune's experiment on disk, with the param space: without it the ``tune.sample_from`` resolvers of
+    conditional (``when:``) keys are lost, and every trial created after the resume gets Ray's unresolved
+    placeholder as its config and fails."""
+    from ray import tune
+
     try:
-        manifest = ensure_data(data, address=None if address in (None, "local") else address)
-        if warnings is None:
-            warnings = plan.check_with_data(manifest)
-        for line in warnings:
-            warn(line)
-        from mmtune.tuning.resources import cluster_snapshot, plan_resources
-
-        cluster, nodes = cluster_snapshot()
-        resources = plan_resources(plan.config.resources, cluster, nodes, where=f"{plan.path}: resources")
-        plan.before_fit(paths, manifest, resume)
-        init_aim_repo(plan.base["tracking"].get("aim_repo"))
-        tuner, live_table = _build_tuner(plan, paths, resources, trial_fn, meta, resume, live, callbacks or [])
-        err_console.print(plan.start_line(resources, paths), highlight=False, soft_wrap=True)
-        started_fit = time.monotonic()
-        tuner.fit()
-        fit_seconds = time.monotonic() - started_fit
-    finally:
-        if live_table is not None:
-            live_table.close()
-        if started:
-            import ray
-
-            ray.shutdown()
-    results = plan.write_results(paths, resume=resume, started_at=started_at)
-    results.fit_seconds = fit_seconds
-    return results
+        return tune.Tuner.restore(
+            str(paths.tune_dir), trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
+    except ValueError as exc:
+        if "param_space" not in str(exc):
+            raise
+        raise StudyExistsError(
+            f"{paths.root}: --resume with a different study file or options than the start; resume with the same "
+            "file and --set options, or start a new study (--name)"
+        ) from None
 
 
 def _build_tuner(
@@ -241,14 +304,14 @@ def _build_tuner(
     callbacks: list[Any] = [JsonLoggerCallback(), CSVLoggerCallback(), *extra_callbacks]
     if live_table is not None:
         callbacks.insert(0, live_table)
+    meta = _trial_options(paths, meta, resume)
+    spec = plan.tune_spec(paths, trial_fields(plan, paths, meta), resources.max_concurrent)
     if resume:
-        tuner = tune.Tuner.restore(str(paths.tune_dir), trainable, resume_unfinished=True, resume_errored=True)
+        tuner = _restore(paths, trainable, spec.param_space)
         internal = tuner._local_tuner  # the restored run config keeps pickled callbacks; show a fresh live table
         if internal is not None:
             internal.get_run_config().callbacks = callbacks
         return tuner, live_table
-    paths.root.mkdir(parents=True, exist_ok=True)
-    spec = plan.tune_spec(paths, trial_fields(plan, paths, meta), resources.max_concurrent)
     tuner = tune.Tuner(
         trainable,
         param_space=spec.param_space,

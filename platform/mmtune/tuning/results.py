@@ -29,7 +29,7 @@ from mmtune.atomic import atomic_directory, atomic_write_bytes, atomic_write_tex
 from mmtune.config.loading import get_dotted
 from mmtune.console import console
 from mmtune.results_files import PREDICTIONS_FILE, PROGRESS_FILE, SPACE_FILE, TRIAL_COLUMNS, TRIALS_FILE
-from mmtune.trial_config import RUN_KEY, strip_inactive
+from mmtune.trial_config import DIVERGED_KEY, REASON_KEY, RUN_KEY, strip_inactive
 
 if TYPE_CHECKING:
     from mmtune.tuning.plan import StudyPlan
@@ -88,15 +88,41 @@ class StudyResults:
     mode: str
     aim_repo: str | None
     fit_seconds: float | None = None  # wall time of Tune's fit in this session
+    stop: Any = None  # mmtune.tuning.interrupt.StopRequest: the signal that stopped this session's fit, if any
 
     @property
     def complete(self) -> bool:
         return bool(len(self.frame)) and bool(self.frame["status"].isin(FINISHED).all())
 
     @property
-    def best(self) -> pd.Series | None:
+    def errored(self) -> int:
+        return int((self.frame["status"] == "ERROR").sum()) if len(self.frame) else 0
+
+    @property
+    def diverged(self) -> int:
+        return int(self.frame[DIVERGED_KEY].fillna(False).astype(bool).sum()) if DIVERGED_KEY in self.frame else 0
+
+    @property
+    def unfinished(self) -> int:
+        return int((~self.frame["status"].isin(FINISHED)).sum()) if len(self.frame) else 0
+
+    @property
+    def usable(self) -> pd.DataFrame:
+        """Trials that ran to the end (or were stopped by the scheduler) with finite metrics: what may win."""
         column = f"best/{self.metric}"
-        scored = self.frame.dropna(subset=[column]) if column in self.frame else self.frame.iloc[0:0]
+        if column not in self.frame or not len(self.frame):
+            return self.frame.iloc[0:0]
+        ok = self.frame["status"] == "TERMINATED"
+        if DIVERGED_KEY in self.frame:
+            ok &= ~self.frame[DIVERGED_KEY].fillna(False).astype(bool)
+        values = pd.to_numeric(self.frame[column], errors="coerce")
+        return self.frame[ok & values.map(lambda v: math.isfinite(v) if v == v else False)]
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The best usable trial: never an unfinished, errored or diverged one."""
+        column = f"best/{self.metric}"
+        scored = self.usable
         if scored.empty:
             return None
         index = scored[column].idxmax() if self.mode == "max" else scored[column].idxmin()
@@ -168,12 +194,15 @@ def _collect(
             "aim_hash": last.get("aim_hash") or None,
             "trial_dir": str(trial.path),
             "error": _error_line(Path(trial.path)) if trial.status == "ERROR" else None,
+            DIVERGED_KEY: bool(last.get(DIVERGED_KEY) or False),
         }
+        if row[DIVERGED_KEY] and not row["error"]:
+            row["error"] = str(last.get(REASON_KEY) or "diverged")
         config = run_config_of(trial.config)
         configs[trial.trial_id] = config
         for key in searched:
             row[key] = _cell(get_dotted(config, key))
-        best, best_epoch = _best_of(history, metric, mode)
+        best, best_epoch = (None, None) if row[DIVERGED_KEY] else _best_of(history, metric, mode)
         row[f"best/{metric}"] = best
         row["best_epoch"] = best_epoch
         for key, value in sorted(last.items()):
@@ -322,7 +351,7 @@ def print_summary(results: StudyResults, searched: list[str], limit: int = 20) -
     for _, row in frame.head(limit).iterrows():
         table.add_row(
             str(row["trial"]),
-            str(row["status"]),
+            "DIVERGED" if str(row.get(DIVERGED_KEY)) == "True" else str(row["status"]),
             str(row["epochs"]),
             "yes" if row["stopped_early"] else "",
             _fmt(row.get(best_col)),
@@ -333,10 +362,10 @@ def print_summary(results: StudyResults, searched: list[str], limit: int = 20) -
     if len(frame) > limit:
         out.print(f"... {len(frame) - limit} more trials in {results.paths.trials_parquet}", highlight=False)
     stopped = int(frame["stopped_early"].sum()) if len(frame) else 0
-    errors = int((frame["status"] == "ERROR").sum()) if len(frame) else 0
     took = f" in {results.fit_seconds:.0f} s" if results.fit_seconds is not None else ""
     out.print(
-        f"{len(frame)} trials{took}: {stopped} stopped early by the scheduler, {errors} failed; "
+        f"{len(frame)} trials{took}: {len(results.usable)} usable, {stopped} stopped early by the scheduler, "
+        f"{results.errored} failed, {results.diverged} diverged, {results.unfinished} unfinished; "
         f"{int(frame['epochs'].sum()) if len(frame) else 0} trial-epochs in all",
         highlight=False,
     )

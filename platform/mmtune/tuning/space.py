@@ -90,6 +90,9 @@ def load_search_space(
             )
     check_nesting(space)
     space.order = dependency_order(space)
+    from mmtune.tuning.metric_check import check_study_metric
+
+    check_study_metric(str(path), space.base, space.metric, space.mode)  # before Ray: Tune needs it in every result
     return space
 
 
