@@ -36,3 +36,12 @@ REPORT_HTML = "report.html"
 
 # ``mmtune report``: the hash of the study-level Aim run carrying the report's tables (replaced on every report)
 REPORT_AIM_RUN_FILE = "aim_report_run.txt"
+
+# ``mmtune confirm`` (``results/<study>_confirm/``, an ablation results directory plus these): what was confirmed
+# (source study, ranks, baseline, primary metric), the generated study file (rerunnable with ``mmtune ablate``),
+# the fold-model ensembles' held-out test predictions, and the confirmation report's directory.
+CONFIRM_FILE = "confirm.json"
+CONFIRM_STUDY_FILE = "confirm_study.yaml"
+TEST_PREDICTIONS_FILE = "test_predictions.parquet"
+CONFIRM_REPORT_DIR = "confirm"
+SPACE_FILE = "space.yaml"  # a search study's space as run (base, searched keys, metric), written by ``mmtune tune``

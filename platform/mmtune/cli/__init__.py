@@ -15,6 +15,7 @@ import typer
 
 from mmtune.cli import ablate as ablate_cli
 from mmtune.cli import bench as bench_cli
+from mmtune.cli import confirm as confirm_cli
 from mmtune.cli import data as data_cli
 from mmtune.cli import evaluate as evaluate_cli
 from mmtune.cli import listing as listing_cli
@@ -46,6 +47,7 @@ app.command("train")(train_cli.train)
 app.command("tune")(tune_cli.tune)
 app.command("ablate")(ablate_cli.ablate)
 app.command("report")(report_cli.report)
+app.command("confirm")(confirm_cli.confirm)
 app.command("predict")(predict_cli.predict)
 app.command("evaluate")(evaluate_cli.evaluate)
 
