@@ -44,4 +44,3 @@ CONFIRM_FILE = "confirm.json"
 CONFIRM_STUDY_FILE = "confirm_study.yaml"
 TEST_PREDICTIONS_FILE = "test_predictions.parquet"
 CONFIRM_REPORT_DIR = "confirm"
-SPACE_FILE = "space.yaml"  # a search study's space as run (base, searched keys, metric), written by ``mmtune tune``
