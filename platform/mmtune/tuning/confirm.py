@@ -436,7 +436,7 @@ def _check_study(plan: ConfirmPlan) -> int:
         path.write_text(_dump(plan.doc, ""), encoding="utf-8")
         try:
             study = load_study(path)
-            data = plan_data(study.space)
+            data = plan_data(study)
             if data.manifest is None:
                 raise DataError(f"{get_dotted(study.base, 'data.path')}: the study's prepared data are missing")
             check_data(study, data.manifest)
@@ -477,11 +477,12 @@ def run_confirm(
 ) -> tuple[Any, Any]:
     """Write the plan, run the ablation (or resume it), then the confirmation analysis and report; returns the
     ablation's ``StudyResults`` and the ``ConfirmReport``."""
-    from mmtune.tuning.ablation import load_study, run_ablation
+    from mmtune.tuning.ablation import load_study
+    from mmtune.tuning.driver import run_study
 
     path = write_plan_files(plan)
     study = load_study(path)
-    outcome = run_ablation(
+    outcome = run_study(
         study,
         results_dir=plan.out.parent,
         address=address,
