@@ -12,6 +12,7 @@ CATEGORIES = (
     "fusions",
     "heads",
     "sharings",
+    "references",
     "weightings",
     "tasks",
     "losses",

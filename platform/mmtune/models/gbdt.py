@@ -18,13 +18,15 @@ import torch
 from mmtune.config.run import RunConfig
 from mmtune.data.format import CLINICAL, CLINICAL_MISSING
 from mmtune.errors import ConfigError
-from mmtune.registry import Entry, validate_params
+from mmtune.models.registries import REFERENCES
+from mmtune.registry import validate_params
 from mmtune.tasks import DENSE_KINDS, TaskKind, TaskSpec
 
 WHERE = "model.reference_params"
 EPS = 1e-6
 
 
+@REFERENCES.register("gbdt", source="sklearn", modality="clinical")
 def gbdt(
     *,
     max_iter: int = 200,
@@ -34,7 +36,10 @@ def gbdt(
     l2_regularization: float = 0.0,
     max_depth: int | None = None,
 ) -> dict[str, Any]:
-    """HistGradientBoosting per task on the clinical features (missing values as NaN)"""
+    """No network: sklearn HistGradientBoosting per task on the clinical table (an ablation's reference cell)
+
+    Missing clinical values are NaN (the trees route them); params go under ``model.reference_params``.
+    """
     return {
         "max_iter": max_iter,
         "learning_rate": learning_rate,
@@ -45,12 +50,9 @@ def gbdt(
     }
 
 
-ENTRY = Entry("gbdt", gbdt, "HistGradientBoosting per task on the clinical features", {})
-
-
 def gbdt_params(cfg: RunConfig) -> dict[str, Any]:
     """``model.reference_params`` checked against :func:`gbdt`'s signature, with the defaults filled in."""
-    return gbdt(**validate_params(ENTRY, cfg.model.reference_params, WHERE))
+    return gbdt(**validate_params(REFERENCES.entry("gbdt", "model.reference"), cfg.model.reference_params, WHERE))
 
 
 def check_reference(cfg: RunConfig, tasks: list[TaskSpec], n_clinical: int) -> None:

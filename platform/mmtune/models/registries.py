@@ -13,6 +13,7 @@ CLINICAL_ENCODERS: Registry = Registry("clinical encoder")
 FUSIONS: Registry = Registry("fusion")
 HEADS: Registry = Registry("head")
 SHARINGS: Registry = Registry("sharing")
+REFERENCES: Registry = Registry("reference model")  # model.reference: no network (mmtune.models.gbdt)
 
 _POPULATING_MODULES = (
     "mmtune.models.backbones",
@@ -27,6 +28,7 @@ _POPULATING_MODULES = (
     "mmtune.models.fusion_missing",
     "mmtune.models.heads",
     "mmtune.models.sharing",
+    "mmtune.models.gbdt",
 )
 
 
@@ -42,4 +44,5 @@ def load_registries() -> dict[str, Registry]:
         "fusions": FUSIONS,
         "heads": HEADS,
         "sharings": SHARINGS,
+        "references": REFERENCES,
     }
