@@ -187,6 +187,18 @@ def test_real_trials_end_to_end(tmp_path, prepared_synthetic, ray_local):
     factors = pd.read_parquet(root / "factors.parquet")
     assert set(factors.loc[factors["dimension"] == "model.fusion.name", "level"]) == {"concat", "late"}
     assert (factors["budget"] == 2).all() and (root / "importance.parquet").is_file()
+    # issue 16: each finished trial's Aim run has its clinical figures and a slice montage; the report shows the
+    # best configuration's calibration and operating point, and one study-level Aim run carries its tables
+    from mmtune.tracking.aim import reindex
+    from mmtune.tracking.aim_objects import sequences
+
+    reindex(tmp_path / "aim")
+    for run_hash in frame["aim_hash"]:
+        names = {name for name, _ in sequences(tmp_path / "aim", run_hash, "images")}
+        assert {"roc_pr", "calibration", "decision", "slices"} <= names
+    assert "## Best configuration: calibration and operating point" in report and "## Model card" in report
+    report_run = (root / "aim_report_run.txt").read_text().strip()
+    assert ("best_configuration", {}) in sequences(tmp_path / "aim", report_run, "texts")
 
 
 def test_optuna_search_with_async_hyperband(tmp_path, prepared_synthetic, ray_local):

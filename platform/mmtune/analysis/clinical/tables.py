@@ -190,7 +190,10 @@ def task_table(
         for j, name in enumerate(names):
             lo = hi = float("nan")
             if boot is not None:
-                lo, hi = _quantiles(np.nanmean(boot[:, :, j], axis=1), alpha)
+                with warnings.catch_warnings():  # a resample where no class was scorable: NaN, not a warning
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    means = np.nanmean(boot[:, :, j], axis=1)
+                lo, hi = _quantiles(means, alpha)
             estimate = float(np.nanmean(point[:, j])) if np.any(np.isfinite(point[:, j])) else float("nan")
             rows.append(
                 _row(task.name, MACRO, name, estimate, (lo, hi), n_all, -1, "too small" if small else "bootstrap")
