@@ -24,12 +24,19 @@ def tune(
     verbose: bool = typer.Option(False, "--verbose", help="show the trials' own logs"),
     num_cpus: int = typer.Option(None, help="CPUs of the local Ray (default: all)"),
     report: bool = typer.Option(True, "--report/--no-report", help="write `mmtune report` of the finished study"),
+    confirm: int = typer.Option(
+        None, "--confirm", help="then `mmtune confirm` the K best configurations (defaults: 5 folds x 2 seeds)"
+    ),
     trainable: str = typer.Option(None, hidden=True, help="module:function trial function (tests, benchmarks)"),
     trial_option: list[str] = typer.Option(None, hidden=True, help="k=v into the trials' `mmtune` metadata"),
 ) -> None:
     """Run a search space on Ray Tune: ASHA stops weak trials; results, best config and Aim runs at the end."""
     from mmtune.tuning.space import load_search_space
 
+    if confirm is not None and confirm < 1:
+        from mmtune.errors import UserError
+
+        raise UserError(f"--confirm {confirm}: must be at least 1 (the number of configurations to confirm)")
     space = load_search_space(space_file, set_ or [], name=name)
     if dry_run:
         _dry_run(space)
@@ -58,6 +65,22 @@ def tune(
 
     again = f"mmtune tune {space_file} --resume" + (f" --name {name}" if name else "")
     finish(space.name, outcome, again + (f" --results {results}" if results != Path("results") else ""), stop)
+    if confirm is not None:  # the search finished (finish() raised otherwise): confirm its top K
+        from mmtune.cli.confirm import run_plan
+        from mmtune.tuning.confirm import SUFFIX, plan_confirm
+        from mmtune.tuning.results import StudyPaths
+
+        again_confirm = resume and StudyPaths(outcome.paths.root.parent / f"{space.name}{SUFFIX}").has_experiment()
+        plan = plan_confirm(outcome.paths.root, top=confirm, resume=again_confirm)
+        run_plan(
+            plan,
+            address=address,
+            resume=again_confirm,
+            trainable=trainable,
+            trial_option=trial_option,
+            verbose=verbose,
+            num_cpus=num_cpus,
+        )
 
 
 def _dry_run(space: Any, samples: int = 3) -> None:
