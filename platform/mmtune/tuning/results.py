@@ -186,14 +186,17 @@ def _collect(
         history = frames.get(trial.trial_id)
         progress.append(_progress_of(trial.trial_id, history))
         epochs = int(last.get("training_iteration", 0) or 0)
+        status = str(trial.status)
+        if status != "TERMINATED" and (Path(trial.path) / "error.txt").is_file():
+            status = "ERROR"  # failed past max_failures (Tune's saved state may still say PENDING)
         row: dict[str, Any] = {
             "trial": trial.trial_id,
-            "status": trial.status,
+            "status": status,
             "epochs": epochs,
             "stopped_early": trial.trial_id in stopped,
             "aim_hash": last.get("aim_hash") or None,
             "trial_dir": str(trial.path),
-            "error": _error_line(Path(trial.path)) if trial.status == "ERROR" else None,
+            "error": _error_line(Path(trial.path)) if status == "ERROR" else None,
             DIVERGED_KEY: bool(last.get(DIVERGED_KEY) or False),
         }
         if row[DIVERGED_KEY] and not row["error"]:
