@@ -16,7 +16,11 @@ def ablate(
     address: str = typer.Option(
         "local", help="local (start Ray here), auto (the cluster on this node), ray://HOST:PORT"
     ),
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted study; finished trials are kept"),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="continue an interrupted study, or grow a finished one after adding seeds, cells or factor levels (only the new trials run); finished trials are kept",
+    ),
     results: Path = typer.Option(Path("results"), help="results root; the study writes results/<name>/"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate, print the cells and the number of trials; no Ray"),
     verbose: bool = typer.Option(False, "--verbose", help="show the trials' own logs"),

@@ -68,6 +68,7 @@ class Study:
     max_t: int
     design: Design | None = None
     manifest: Any = None
+    new_keys: set[str] | None = None  # on --resume of a grown study: the trials not planned before
 
     restart_hint = "pass --resume to continue it"
 
@@ -85,14 +86,32 @@ class Study:
         check_registries(self, expand_with_data(self, manifest), manifest)
         return []
 
+    def check_resume(self, paths: StudyPaths) -> None:
+        """Base config (data included), folds and the evaluated split must be as run: they define the finished
+        trials. Seeds, cells and factor levels may be added (``before_fit`` plans only the new trials)."""
+        from mmtune.tuning.growth import refuse_changes
+
+        record_path = paths.root / STUDY_FILE
+        if not record_path.is_file():
+            return
+        record = yaml.safe_load(record_path.read_text(encoding="utf-8")) or {}
+        refuse_changes(_fixed_part(record), _fixed_part({**self.raw, "base": self.base}), str(self.path))
+
     def before_fit(self, paths: StudyPaths, manifest: Any, resume: bool) -> None:
-        """``study.yaml`` and ``cells.parquet``; on ``--resume`` the planned trials must be the same."""
+        """``study.yaml`` and ``cells.parquet``; on ``--resume`` the planned trials must be the same, or the design
+        grew (seeds, cells, levels added): then the files describe the grown study and only the new trials run."""
         design = self._design()
         if resume:
-            _check_same_design(paths.root, design)
-            return
+            self.new_keys = _new_trials(paths.root, design) or None
+            if not self.new_keys:
+                return
         sizes = split_sizes(design, self.base["data"]["path"], manifest, stratify_task(self, manifest))
         write_study_files(self, paths.root, design, sizes)
+
+    def grow_experiment(self, paths: StudyPaths) -> str | None:
+        from mmtune.tuning.growth import next_experiment
+
+        return next_experiment(paths.root) if self.new_keys else None
 
     def tune_spec(self, paths: StudyPaths, fields: dict[str, Any], max_concurrent: int) -> TuneSpec:
         """A grid over the trials' full run configs; FIFO; one checkpoint kept per trial."""
@@ -100,12 +119,13 @@ class Study:
         from ray.tune.schedulers import FIFOScheduler
 
         design = self._design()
+        trials = [t for t in design.trials if self.new_keys is None or t.key in self.new_keys]
         meta = fields[TRIAL_META_KEY]
         given = meta.get("ablation")  # a --trial-option ablation.x=... wins, as any trial option does
         if given is None or isinstance(given, dict):
             meta["ablation"] = {"study": self.name, "trials": len(design.trials), **(given or {})}
         return TuneSpec(
-            param_space={RUN_KEY: tune.grid_search([t.config for t in design.trials]), **fields},
+            param_space={RUN_KEY: tune.grid_search([t.config for t in trials]), **fields},
             scheduler=FIFOScheduler(),
             search_alg=None,
             num_samples=1,
@@ -115,9 +135,11 @@ class Study:
 
     def start_line(self, resources: TrialResources, paths: StudyPaths) -> str:
         design = self._design()
+        grown = f", {len(self.new_keys)} of them new (the others are kept)" if self.new_keys else ""
         return (
             f"ablation {self.name}: {len(design.cells)} cells x {len(design.replicates)} splits = "
-            f"{len(design.trials)} trials, up to {resources.max_concurrent} at once; Tune state in {paths.tune_dir}"
+            f"{len(design.trials)} trials{grown}, up to {resources.max_concurrent} at once; "
+            f"Tune state in {paths.tune_dir}"
         )
 
     def write_results(self, paths: StudyPaths, *, resume: bool, started_at: float) -> StudyResults:
@@ -326,19 +348,30 @@ def _log_run(root: Path, entry: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------- resume
 
 
-def _check_same_design(root: Path, design: Design) -> None:
+def _fixed_part(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What defines a finished trial: the resolved base, the folds (every ``repeats`` option but the seeds), the
+    evaluated split."""
+    repeats = dict(record.get("repeats") or {})
+    repeats.pop("seeds", None)
+    return {"base": record.get("base"), "repeats": repeats, "eval_split": record.get("eval_split")}
+
+
+def _new_trials(root: Path, design: Design) -> set[str]:
+    """The design's trials not planned before (a grown study); refused when planned trials went missing."""
     import pandas as pd
 
     cells = root / CELLS_FILE
     if not cells.is_file():
-        return
+        return set()
     planned = set(pd.read_parquet(cells, columns=["key"])["key"])
     now = {t.key for t in design.trials}
-    if planned != now:
+    if not planned <= now:
         raise ConfigError(
-            f"{root}: --resume with a different design ({len(now - planned)} new / {len(planned - now)} missing "
-            "trials); resume with the same study file and --set options, or start a new study (name:)"
+            f"{root}: --resume with {len(planned - now)} planned trial(s) removed from the design (e.g. "
+            f"{sorted(planned - now)[0]}); a study may only grow (seeds, cells, levels); resume with the same "
+            "study file and --set options, or start a new study (name:)"
         )
+    return now - planned
 
 
 # ---------------------------------------------------------------------------------------------------- results

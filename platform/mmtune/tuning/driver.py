@@ -187,6 +187,8 @@ def run_study(
     check_unlocked(paths.root)
     _check_start(plan, paths, resume)
     data = plan_data(plan)  # may fill in base.data.path for a bare card
+    if resume:
+        plan.check_resume(paths)  # a change that alters the finished trials is refused before Ray
     warnings = plan.check_with_data(data.manifest) if data.ready else None
     trial_fn = trial_fn or default_trial_fn()
     with study_lock(paths.root, f"{plan.name} ({'resume' if resume else 'start'})"):
@@ -206,8 +208,12 @@ def run_study(
                 cluster, nodes = cluster_snapshot()
                 resources = plan_resources(plan.config.resources, cluster, nodes, where=f"{plan.path}: resources")
                 plan.before_fit(paths, manifest, resume)
+                grow = plan.grow_experiment(paths) if resume else None
+                if grow:  # the new trials run as a new experiment beside the finished ones; kept if it fails,
+                    paths = StudyPaths(paths.root, grow)  # so the next --resume restores it (cells.parquet grew)
                 init_aim_repo(plan.base["tracking"].get("aim_repo"))
-                tuner, live_table = _build_tuner(plan, paths, resources, trial_fn, meta, resume, live, callbacks or [])
+                restore = resume and not grow
+                tuner, live_table = _build_tuner(plan, paths, resources, trial_fn, meta, restore, live, callbacks or [])
                 err_console.print(plan.start_line(resources, paths), highlight=False, soft_wrap=True)
                 started_fit = time.monotonic()
                 try:
@@ -251,13 +257,16 @@ def _forget_unstarted(paths: StudyPaths) -> None:
 
 def _trial_options(paths: StudyPaths, meta: Mapping[str, Any] | None, resume: bool) -> dict[str, Any]:
     """The trials' extra metadata (``--trial-option``): recorded at the start, reused by ``--resume`` (Tune
-    requires the restored param space to have the keys of the original)."""
-    record = paths.tune_dir / TRIAL_OPTIONS_FILE
-    if resume and not meta and record.is_file():
-        return dict(json.loads(record.read_text(encoding="utf-8")))
+    requires the restored param space to have the keys of the original) and by the experiments that grow the
+    study (``resume`` False for them: a new Tuner)."""
+    first = paths.experiments[0] / TRIAL_OPTIONS_FILE
+    if not meta and first.is_file() and (resume or first.parent != paths.tune_dir):
+        options = dict(json.loads(first.read_text(encoding="utf-8")))
+    else:
+        options = dict(meta or {})
     if not resume:
-        atomic_write_text(record, json.dumps(dict(meta or {}), sort_keys=True, default=str))
-    return dict(meta or {})
+        atomic_write_text(paths.tune_dir / TRIAL_OPTIONS_FILE, json.dumps(options, sort_keys=True, default=str))
+    return options
 
 
 def _restore(paths: StudyPaths, trainable: Any, param_space: dict[str, Any]) -> Any:

@@ -63,8 +63,16 @@ class StudyPlan(Protocol):
         """Data-dependent checks (raise on an error); returns warnings. Called once, before Ray when it can be."""
         ...
 
+    def check_resume(self, paths: StudyPaths) -> None:
+        """``--resume``, before Ray: refuse a change that alters what the finished trials mean (one line)."""
+        ...
+
     def before_fit(self, paths: StudyPaths, manifest: Any, resume: bool) -> None:
         """Files written (or checked on ``resume``) before trials are submitted."""
+        ...
+
+    def grow_experiment(self, paths: StudyPaths) -> str | None:
+        """On ``--resume`` after ``before_fit``: the new experiment's name when the study grew (new trials only)."""
         ...
 
     def tune_spec(self, paths: StudyPaths, fields: dict[str, Any], max_concurrent: int) -> TuneSpec:
@@ -113,6 +121,12 @@ class SearchPlan:
         return [
             f"{report.invalid} of {report.checked} combinations are invalid and will fail if sampled (e.g. {example})"
         ]
+
+    def check_resume(self, paths: StudyPaths) -> None:
+        return None
+
+    def grow_experiment(self, paths: StudyPaths) -> str | None:
+        return None  # a search resumes its one experiment (growing num_samples is not built yet)
 
     def before_fit(self, paths: StudyPaths, manifest: Any, resume: bool) -> None:
         if self.config.search.seed is not None:

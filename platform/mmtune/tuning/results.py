@@ -43,10 +43,23 @@ class StudyPaths:
     """Where a study's files live."""
 
     root: Path
+    experiment: str | None = None  # a new experiment that grows the study (``tune-2`` ...); default: the latest
 
     @property
     def tune_dir(self) -> Path:
-        return self.root / "tune"
+        from mmtune.tuning.growth import FIRST_EXPERIMENT, experiment_dirs
+
+        if self.experiment:
+            return self.root / self.experiment
+        found = experiment_dirs(self.root)
+        return found[-1] if found else self.root / FIRST_EXPERIMENT
+
+    @property
+    def experiments(self) -> list[Path]:
+        """Every Tune experiment of the study (a grown study has several), first to last."""
+        from mmtune.tuning.growth import experiment_dirs
+
+        return experiment_dirs(self.root) or [self.tune_dir]
 
     @property
     def trials_dir(self) -> Path:
@@ -75,7 +88,9 @@ class StudyPaths:
         return self.tune_dir / EARLY_STOPS_FILE
 
     def has_experiment(self) -> bool:
-        return self.tune_dir.is_dir() and any(self.tune_dir.glob("experiment_state-*.json"))
+        """The study was started: its first experiment has Tune state."""
+        first = self.experiments[0]
+        return first.is_dir() and any(first.glob("experiment_state-*.json"))
 
 
 @dataclass
@@ -170,17 +185,42 @@ def collect_trials(
 def _collect(
     study: StudyPlan, paths: StudyPaths, searched: list[str]
 ) -> tuple[pd.DataFrame, dict[str, dict], dict[str, Path], pd.DataFrame]:
-    """``collect_trials`` plus the per-epoch progress of every trial (long format)."""
+    """``collect_trials`` plus the per-epoch progress of every trial (long format), from every experiment."""
     from ray.tune import ExperimentAnalysis
 
     metric, mode = study.metric, study.mode
-    analysis = ExperimentAnalysis(str(paths.tune_dir), default_metric=metric, default_mode=mode)
-    stopped = _early_stopped(paths)
-    frames = analysis.trial_dataframes
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict] = {}
     predictions: dict[str, Path] = {}
     progress: list[pd.DataFrame] = []
+    for experiment in paths.experiments:
+        analysis = ExperimentAnalysis(str(experiment), default_metric=metric, default_mode=mode)
+        stopped = _early_stopped(StudyPaths(paths.root, experiment.name))
+        _collect_experiment(analysis, stopped, paths, searched, metric, mode, rows, configs, predictions, progress)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values("trial", ignore_index=True)
+    if frame.empty:
+        frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{metric}", f"final/{metric}"])
+    progress_frame = pd.concat(progress, ignore_index=True) if progress else _progress_of("", None)
+    progress_frame = progress_frame.sort_values(["trial", "metric", "epoch"], ignore_index=True)
+    return frame, configs, predictions, progress_frame
+
+
+def _collect_experiment(
+    analysis: Any,
+    stopped: set[str],
+    paths: StudyPaths,
+    searched: list[str],
+    metric: str,
+    mode: str,
+    rows: list[dict[str, Any]],
+    configs: dict[str, dict],
+    predictions: dict[str, Path],
+    progress: list[pd.DataFrame],
+) -> None:
+    """One Tune experiment's trials appended to the study's rows, configs, predictions and progress."""
+    frames = analysis.trial_dataframes
     for trial in analysis.trials:
         last = trial.last_result or {}
         history = frames.get(trial.trial_id)
@@ -220,14 +260,6 @@ def _collect(
             predictions[trial.trial_id] = found
         row["predictions"] = str(paths.trials_dir / trial.trial_id / PREDICTIONS_FILE) if found else None
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame = frame.sort_values("trial", ignore_index=True)
-    if frame.empty:
-        frame = pd.DataFrame(columns=[*TRIAL_COLUMNS, *searched, f"best/{metric}", f"final/{metric}"])
-    progress_frame = pd.concat(progress, ignore_index=True) if progress else _progress_of("", None)
-    progress_frame = progress_frame.sort_values(["trial", "metric", "epoch"], ignore_index=True)
-    return frame, configs, predictions, progress_frame
 
 
 PROGRESS_COLUMNS = ("trial", "epoch", "metric", "value")
