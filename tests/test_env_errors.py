@@ -145,3 +145,19 @@ def test_corrupt_parquet_is_one_line_and_traceback_on_request(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback (most recent call last)" in err
     assert err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_local_auth_mode_is_set_only_before_ray_is_imported():
+    """A fresh CLI process names the token mode; a process that already imported Ray keeps its mode unchanged."""
+    code = (
+        "import os, sys\n"
+        "from mmtune.cli.ray_auth import quiet_local_auth\n"
+        "if sys.argv[1] == 'ray': import ray\n"
+        "quiet_local_auth(['tune', 'x.yaml'])\n"
+        "print(os.environ.get('RAY_AUTH_MODE', 'unset'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    fresh = subprocess.run([sys.executable, "-c", code, "fresh"], env=env, capture_output=True, text=True, check=True)
+    after_ray = subprocess.run([sys.executable, "-c", code, "ray"], env=env, capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == "token"
+    assert after_ray.stdout.strip() == "unset"

@@ -10,6 +10,7 @@ cluster's own setting applies (docs/cluster.md, "Ray token authentication"). A v
 from __future__ import annotations
 
 import os
+import sys
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
@@ -28,6 +29,13 @@ def joins_cluster(args: list[str]) -> bool:
 
 
 def quiet_local_auth(args: list[str]) -> None:
-    """Set ``RAY_AUTH_MODE=token`` for a command that starts its own local Ray, unless the user chose a mode."""
+    """Set ``RAY_AUTH_MODE=token`` for a command that starts its own local Ray, unless the user chose a mode.
+
+    Only in a process that has not imported Ray yet: Ray reads the mode once per process, so changing it after
+    (the CLI called from Python, e.g. a notebook or the tests) would start a cluster whose GCS wants a token the
+    process's own client does not send.
+    """
+    if "ray" in sys.modules:
+        return
     if AUTH_MODE_ENV not in os.environ and not joins_cluster(args):
         os.environ[AUTH_MODE_ENV] = "token"
