@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.tune import write_space
+from mmtune.errors import ConfigError
 from mmtune.tuning.ablation import expand_with_data, load_study, write_study_files
+from mmtune.tuning.curve import curve_trial
+from mmtune.tuning.driver import run_study
+from mmtune.tuning.space import load_search_space
 from test_ablate import run_cli, tiny_study
 
 CARD = Path(__file__).resolve().parents[1] / "datasets" / "synthetic.yaml"
@@ -62,3 +67,21 @@ def test_adding_a_seed_runs_only_the_new_trials(tmp_path, prepared_synthetic, ra
     # an unchanged --resume of the grown study runs nothing more
     assert run_cli([*args, "--resume"]) == 0
     assert len(pd.read_parquet(root / "trials.parquet")) == 8 and not (root / "tune-3").exists()
+
+
+@pytest.mark.slow
+def test_a_larger_num_samples_adds_trials_to_a_finished_search(tmp_path, prepared_synthetic, ray_local):
+    space_file = write_space(
+        tmp_path, prepared_synthetic, name="more", num_samples=2, scheduler={"name": "fifo", "max_t": 2}
+    )
+    run = {"results_dir": tmp_path / "results", "trial_fn": curve_trial, "live": False}
+    first = run_study(load_search_space(space_file), **run).frame
+    assert len(first) == 2
+    with pytest.raises(ConfigError, match=r"space\.optim\.lr\.loguniform changed since the study ran"):
+        run_study(load_search_space(space_file, ["space.optim.lr.loguniform=[0.001, 0.01]"]), resume=True, **run)
+    grown = run_study(load_search_space(space_file, ["num_samples=5"]), resume=True, **run).frame
+    root = tmp_path / "results" / "more"
+    new = {d.name for d in (root / "tune-2").iterdir() if d.is_dir()}
+    assert len(new) == 3 and set(grown["trial"]) == set(first["trial"]) | new
+    assert set(grown["status"]) == {"TERMINATED"}
+    assert grown["optim.lr"].nunique() == 5  # new samples, not the first experiment's again

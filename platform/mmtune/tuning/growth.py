@@ -18,6 +18,15 @@ from typing import Any
 from mmtune.errors import ConfigError
 
 FIRST_EXPERIMENT = "tune"
+# Base keys that say where a trial writes or logs, not what it trains (``output_dir`` resolves against the CWD).
+WHERE_KEYS = ("output_dir", "tracking")
+
+
+def meaningful(base: Any) -> Any:
+    """The base run config without the keys that do not change what a trial means."""
+    if not isinstance(base, Mapping):
+        return base
+    return {k: v for k, v in base.items() if k not in WHERE_KEYS}
 
 
 def experiment_dirs(root: Path) -> list[Path]:
@@ -63,7 +72,10 @@ def _get(record: Any, dotted: str) -> Any:
 
 
 def refuse_changes(before: Mapping[str, Any], now: Mapping[str, Any], where: str) -> None:
-    """One line naming the first key whose value differs between the study as run (``before``) and now."""
+    """One line naming the first key whose value differs between the study as run (``before``) and now (a
+    ``base`` entry is compared without ``WHERE_KEYS``)."""
+    before = {k: meaningful(v) if k == "base" else v for k, v in before.items()}
+    now = {k: meaningful(v) if k == "base" else v for k, v in now.items()}
     for key in now:
         found = first_difference(before.get(key), now.get(key), key)
         if found is None:

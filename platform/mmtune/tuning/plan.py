@@ -9,6 +9,7 @@ how Tune explores (``TuneSpec``), the start line and the results.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -106,6 +107,7 @@ class SearchPlan:
         self.metric = space.metric
         self.mode = space.mode
         self.max_t = space.max_t
+        self.added = 0  # on --resume with a larger num_samples: samples per grid point added as a new experiment
 
     @property
     def searched(self) -> list[str]:
@@ -123,28 +125,68 @@ class SearchPlan:
         ]
 
     def check_resume(self, paths: StudyPaths) -> None:
-        return None
+        """The search as run (``space.yaml``) and now may differ only in ``num_samples``, and only upwards: the
+        base, the space, the metric, the scheduler and the search algorithm define the finished trials."""
+        import yaml
+
+        from mmtune.errors import ConfigError
+        from mmtune.tuning.growth import refuse_changes
+        from mmtune.tuning.results import space_record
+
+        if not paths.space_file.is_file():
+            return
+        before = yaml.safe_load(paths.space_file.read_text(encoding="utf-8")) or {}
+        now = yaml.safe_load(space_record(self.space)) or {}
+        keys = ("base", "space", "metric", "mode", "scheduler", "search")
+        refuse_changes({k: before.get(k) for k in keys}, {k: now.get(k) for k in keys}, str(self.path))
+        ran, wanted = int(before.get("num_samples") or 1), self.config.num_samples
+        if wanted < ran:
+            raise ConfigError(
+                f"{self.path}: num_samples {wanted} is below the {ran} the study ran with; --resume only adds trials"
+            )
+        self.added = wanted - ran
 
     def grow_experiment(self, paths: StudyPaths) -> str | None:
-        return None  # a search resumes its one experiment (growing num_samples is not built yet)
+        from mmtune.tuning.growth import next_experiment
+
+        return next_experiment(paths.root) if self.added else None
 
     def before_fit(self, paths: StudyPaths, manifest: Any, resume: bool) -> None:
-        if self.config.search.seed is not None:
+        if self.added:  # the grown search as planned, so an interrupted growth resumes (not grows again)
+            from mmtune.atomic import atomic_write_text
+            from mmtune.tuning.results import space_record
+
+            atomic_write_text(paths.space_file, space_record(self.space))
+        from mmtune.tuning.growth import next_experiment
+
+        seed = self._seed(next_experiment(paths.root) if self.added else None)
+        if seed is not None:
             import numpy as np
 
             # Conditional keys are drawn by ``tune.sample_from`` with NumPy's global generator: seed it too.
-            np.random.seed(self.config.search.seed)
+            np.random.seed(seed)
+
+    def _seed(self, experiment: str | None) -> int | None:
+        """The search seed of an experiment: a growth (``tune-N``) draws new samples, not the first ones again."""
+        seed = self.config.search.seed
+        index = int(experiment.rsplit("-", 1)[1]) if experiment and "-" in experiment else 1
+        return None if seed is None else seed + 1000 * (index - 1)
 
     def tune_spec(self, paths: StudyPaths, fields: dict[str, Any], max_concurrent: int) -> TuneSpec:
         from mmtune.tuning.schedulers import build_scheduler
         from mmtune.tuning.searchers import param_space, search_algorithm
 
         cfg = self.config
+        space = self.space
+        if self.added:  # a new experiment: new samples, seeded apart from the finished ones
+            space = copy.copy(space)
+            seed = self._seed(paths.tune_dir.name)
+            space.config = cfg.model_copy(update={"search": cfg.search.model_copy(update={"seed": seed})})
         return TuneSpec(
-            param_space=param_space(self.space, fields),
+            param_space=param_space(space, fields),
             scheduler=build_scheduler(cfg.scheduler, self.max_t, paths.early_stops),
-            search_alg=search_algorithm(self.space, max_concurrent),
-            num_samples=cfg.num_samples,
+            search_alg=search_algorithm(space, max_concurrent),
+            num_samples=self.added or cfg.num_samples,
             max_concurrent_trials=max_concurrent if cfg.search.name == "optuna" else None,
             keep_checkpoints=cfg.keep_checkpoints,
         )
