@@ -17,7 +17,11 @@ def tune(
     address: str = typer.Option(
         "local", help="local (start Ray here), auto (the cluster on this node), ray://HOST:PORT"
     ),
-    resume: bool = typer.Option(False, "--resume", help="continue an interrupted study; finished trials are kept"),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="continue an interrupted study, or add trials with a larger --set num_samples=N; finished trials are kept",
+    ),
     name: str = typer.Option(None, help="study name (default: the space file's `name`, else its file name)"),
     results: Path = typer.Option(Path("results"), help="results root; the study writes results/<name>/"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate, print the space size and sample configs; no Ray"),
