@@ -14,6 +14,7 @@ import pytest
 import torch
 from mmtune.config.run import DataConfig, DataSource
 from mmtune.data.format import read_manifest, shard_paths
+from mmtune.data.integrity import record_shards
 from mmtune.data.loading import (
     iterate_batches,
     load_splits,
@@ -137,6 +138,7 @@ def _derived_source(prepared: Path, out: Path, *, drop_task: str | None = None, 
             table = table.drop_columns([f"y_{drop_task}"])
         pq.write_table(table, out / name)
     manifest["name"] = "other"
+    manifest["shard_info"] = record_shards(out, manifest["shards"])
     if drop_task:
         manifest["tasks"] = [t for t in manifest["tasks"] if t["name"] != drop_task]
     for task in manifest["tasks"]:

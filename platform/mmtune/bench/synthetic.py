@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmtune.data.format import MANIFEST_NAME, SHARD_DIR, SHARD_PATTERN, read_manifest, shard_paths
+from mmtune.data.integrity import record_shards
 
 REPO_CARD = Path(__file__).resolve().parents[3] / "datasets" / "synthetic.yaml"
 
@@ -49,5 +50,6 @@ def replicate_rows(prepared: Path, copies: int) -> None:
         names.append(name)
     data = json.loads((prepared / MANIFEST_NAME).read_text(encoding="utf-8"))
     data["shards"] = names
+    data["shard_info"] = record_shards(prepared, names)
     data["n_patients"] = table.num_rows * copies
     (prepared / MANIFEST_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

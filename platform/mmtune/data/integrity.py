@@ -80,6 +80,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def record_shards(root: str | Path, names: list[str]) -> list[dict[str, Any]]:
+    """``shard_info`` entries for shards rewritten outside ``prepare`` (benchmarks that enlarge a data set).
+
+    Why: such a data set must pass :func:`verify_prepared` like any other, so whoever rewrites shards records what
+    it wrote, in the manifest's JSON form.
+    """
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    return [
+        ShardInfo(
+            name=name,
+            rows=pq.ParquetFile(root / name).metadata.num_rows,
+            bytes=(root / name).stat().st_size,
+            sha256=sha256_file(root / name),
+        ).model_dump()
+        for name in names
+    ]
+
+
 def _verify_structure(root: Path, manifest: Manifest) -> None:
     """Manifests without shard hashes: readable Parquet footers whose rows add up to ``n_patients``."""
     import pyarrow as pa
