@@ -155,14 +155,9 @@ def cv_comparisons(
                 diff = float((a - b).mean()) if a.size else math.nan
                 row.update(diff=diff, lo=math.nan, hi=math.nan, p=math.nan, p_naive=math.nan, p_wilcoxon=math.nan)
             rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    finite = frame["p"].map(lambda v: math.isfinite(v))
-    frame["p_holm"] = math.nan
-    if finite.any():
-        frame.loc[finite, "p_holm"] = stats.holm(frame.loc[finite, "p"].to_numpy(dtype=float))
-    frame["higher_is_better"] = [higher_is_better(m) for m in frame["metric"]]
+    frame = _with_holm(pd.DataFrame(rows))
+    if not frame.empty:
+        frame["higher_is_better"] = [higher_is_better(m) for m in frame["metric"]]
     return frame
 
 
@@ -266,7 +261,11 @@ def test_comparisons(predictions: pd.DataFrame, winner: str, others: list[tuple[
                 row.update(auc_a=math.nan, auc_b=math.nan, diff=math.nan, lo=math.nan, hi=math.nan, p=math.nan)
                 row["method"] = "-"
             rows.append(row)
-    frame = pd.DataFrame(rows)
+    return _with_holm(pd.DataFrame(rows))
+
+
+def _with_holm(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``p_holm``: Holm's adjustment over the rows with a finite ``p`` (the others stay NaN)."""
     if frame.empty:
         return frame
     finite = frame["p"].map(lambda v: math.isfinite(v))
