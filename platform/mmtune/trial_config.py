@@ -51,6 +51,7 @@ CPUS_PER_WORKER = "cpus_per_worker"
 GPUS_PER_WORKER = "gpus_per_worker"
 USE_GPU = "use_gpu"
 MODE = "mode"
+WARM_WORKERS = "warm_workers"  # bool: Ray Train trials use prestarted, preloaded worker processes
 
 # keys of the ``mmtune`` metadata
 FAULT_KEY = "fault"  # {kill_at_epoch, marker}: SIGKILL the trial once after that epoch's checkpoint (tests)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmtune.training.warm_workers import WARM_STAMP
 from mmtune.tuning.space import load_search_space
 
 REPO = Path(__file__).resolve().parents[3]
@@ -229,6 +230,12 @@ def _overheads(clock: TrialClock, results: Any) -> dict[str, Any]:
         "per_trial_s": [round(v, 3) for v in values],
         "parts": {name: round(statistics.median(v), 3) for name, v in parts.items()},
         "method": sorted(methods),
+        "warm_worker_trials": sum(1 for r in clock.results if r["epoch"] == 1 and r["startup"].get(WARM_STAMP)),
+        "worker_preload_wait_s": [
+            round(r["startup"]["worker_preload_wait_s"], 2)
+            for r in clock.results
+            if r["epoch"] == 1 and "worker_preload_wait_s" in r["startup"]
+        ],
         "failed_trials": errors,
         "study_wall_s": round(results.fit_seconds or 0.0, 1),
     }

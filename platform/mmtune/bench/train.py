@@ -214,6 +214,7 @@ def run(
     data: Path | None = None,
     gpu: bool = False,
     epoch_seconds: float = 10.0,
+    scaling: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark (see the module docstring) and return its JSON-ready summary.
 
@@ -223,6 +224,10 @@ def run(
     Fixed per-epoch costs (validation, metrics, checkpoint, report) dominate short epochs and make the ratio swing,
     so the generated data are replicated until one plain epoch lasts about ``epoch_seconds`` (0: as generated).
     ``fixed_epoch_overhead_s`` is each trial epoch minus the plain epoch, in seconds.
+
+    ``scaling=True`` also trains a two-worker Ray Train trial (DDP, one CPU each): ``two_worker.efficiency`` is
+    (one-worker epoch) / (2 x two-worker epoch), 1.0 for perfect per-sample scaling. On a 2-core machine the driver,
+    the trial and both workers share the cores, which caps it.
     """
     from mmtune.bench.ray_local import bench_ray
     from mmtune.bench.synthetic import bench_prepared
@@ -261,6 +266,10 @@ def run(
         plain = plain_loop(config, epochs, device="cuda" if gpu else "cpu")
         inline = tune_trial(config, root / "tune", mode="inline", resources=_resources("inline", gpus))
         ray_train = tune_trial(config, root / "tune", mode="ray_train", resources=_resources("ray_train", gpus))
+        two_workers = None
+        if scaling and not gpu:
+            resources = {**_resources("ray_train", gpus), "workers": 2}
+            two_workers = tune_trial(config, root / "tune", mode="two_workers", resources=resources)
         load_after = os.getloadavg()[0]
     plain_wall, plain_cpu = _median([w for w, _ in plain]), _median([c for _, c in plain])
     summary: dict[str, Any] = {
@@ -301,4 +310,13 @@ def run(
                 f"{name}_meets_goal": wall / plain_wall <= (GOAL_RATIO_GPU if gpu else GOAL_RATIO),
             }
         )
+    if two_workers:
+        two_wall = _median([float(r["time_this_iter_s"]) for r in two_workers])
+        one_wall = summary["ray_train_epoch_s"]
+        summary["two_worker"] = {
+            "epoch_s": round(two_wall, 4),
+            "speedup": round(one_wall / two_wall, 3),
+            "efficiency": round(one_wall / (2 * two_wall), 3),
+            "cpus": os.cpu_count(),
+        }
     return summary

@@ -25,6 +25,9 @@ def bench_train(
     data: Annotated[
         Path | None, typer.Option("--data", help="Use this prepared data set instead of making one.")
     ] = None,
+    scaling: Annotated[
+        bool, typer.Option("--scaling/--no-scaling", help="Also train a 2-worker Ray Train trial (efficiency).")
+    ] = True,
 ) -> None:
     """Benchmark a trial's epoch time (inline and Ray Train) against a plain PyTorch loop (prints one JSON)."""
     from mmtune.bench.train import run
@@ -46,6 +49,7 @@ def bench_train(
         data=data,
         gpu=gpu,
         epoch_seconds=epoch_seconds,
+        scaling=scaling,
     )
     print(json.dumps(result, sort_keys=True))
 

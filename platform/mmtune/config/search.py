@@ -136,6 +136,9 @@ class ResourcesConfig(StrictModel):
     max_concurrent: int | None = Field(None, ge=1, description="default: what the cluster's CPUs/GPUs allow")
     inline: bool | None = Field(None, description="train inside the trial (default: when workers == 1)")
     reuse_actors: bool = Field(True, description="reuse trial processes (saves the process start per trial)")
+    warm_workers: bool = Field(
+        True, description="Ray Train trials: start worker processes ahead, with torch and Lightning imported"
+    )
     autoscale: bool = Field(
         False, description="the cluster grows on demand: do not refuse resources it lacks right now"
     )

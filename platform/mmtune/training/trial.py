@@ -18,6 +18,7 @@ reaches Tune through ``TuneReportCallback``. Either way a restarted trial resume
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ from mmtune.trial_config import (
     TRIAL_META_KEY,
     TRIAL_NAME_KEY,
     USE_GPU,
+    WARM_WORKERS,
     WORKERS,
 )
 
@@ -64,6 +66,7 @@ class TrialSetup:
     use_gpu: bool
     mode: str
     train_storage_path: Path
+    warm_workers: bool = True
     fault: dict[str, Any] | None = None
     targets: dict[str, str] | None = None  # the study's Tune metric -> mode (see TrialReporter)
 
@@ -117,6 +120,7 @@ def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
         use_gpu=use_gpu,
         mode=str(res.get(MODE, "auto")),
         train_storage_path=storage,
+        warm_workers=bool(res.get(WARM_WORKERS, True)),
         fault=dict(meta.get(FAULT_KEY) or {}) or None,
         targets={str(meta["metric"]): str(meta.get("mode") or "max")} if meta.get("metric") else None,
     )
@@ -270,6 +274,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
 
     from mmtune.data.loading import build_node_cache, ray_datasets, uses_node_cache
     from mmtune.training.fit import check_before_training
+    from mmtune.training.warm_workers import worker_runtime_env
 
     info = check_before_training(setup.cfg)
     if info.multi_source and len({s.weight for s in info.sources}) > 1:
@@ -315,6 +320,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
             callbacks=[TuneReportCallback()],
             failure_config=FailureConfig(max_failures=1),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env=worker_runtime_env() if setup.warm_workers else {},
         ),
         datasets=datasets,
         dataset_config=RayDataConfig(datasets_to_split=["train"]) if datasets else None,
@@ -327,9 +333,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: Lightning with ``RayDDPStrategy`` over this worker's Ray Data shard."""
     import psutil
 
+    from mmtune.training.warm_workers import WARM_STAMP, replace_self, was_prestarted
+
     startup = dict(loop_config.get(STARTUP_KEY) or {})
-    startup["worker_process_created_at"] = psutil.Process().create_time()
     startup["loop_entered_at"] = time.time()
+    warm = was_prestarted(startup.get("trainer_fit_at"))
+    # a warm process predates its trial, so its start is no part of this trial: worker_group_start then runs to
+    # the loop's entry (the controller, the actor's placement and Ray Train's worker set-up)
+    startup["worker_process_created_at"] = startup["loop_entered_at"] if warm else psutil.Process().create_time()
+    startup[WARM_STAMP] = float(warm)
+    from mmtune.training import warm_workers
+
+    if warm_workers.PRELOADED_AT is not None:  # > 0: the trial waited for its warm process to finish preloading
+        startup["worker_preload_wait_s"] = warm_workers.PRELOADED_AT - startup.get("trainer_fit_at", 0.0)
     import pytorch_lightning as pl
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
@@ -348,6 +364,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     trial_name = loop_config[TRIAL_NAME_KEY]
     info = resolve_data(cfg.data, cfg.task_names)
     setup_process(cfg)
+    preloaded = warm_workers.PRELOADED_AT is not None
+    if preloaded and not cfg.trainer.num_threads and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        import torch  # the preload imported torch before Ray set OMP_NUM_THREADS for this actor: apply it now
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     rank = ray.train.get_context().get_world_rank()
     world_size = ray.train.get_context().get_world_size()
     batch_size = cfg.data.batch_size
@@ -372,6 +393,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         cfg, run_name=trial_name, study=loop_config[STUDY_KEY], trial=trial_name, run_hash=aim_hash
     )
     startup["model_ready_at"] = time.time()
+    if warm:  # the next trial's warm processes preload on this node while this trial trains
+        replace_self(rank)
     reporter = TrialReporter(
         loop_config[TRIAL_DIR_KEY],
         lambda metrics, checkpoint: ray.train.report(metrics, checkpoint=checkpoint),

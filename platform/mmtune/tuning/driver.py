@@ -34,6 +34,7 @@ from mmtune.trial_config import (
     STUDY_KEY,
     TRIAL_META_KEY,
     TUNE_DIR_KEY,
+    WARM_WORKERS,
     WORKERS,
 )
 from mmtune.tuning.data import ensure_data, plan_data
@@ -96,6 +97,10 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
 
     if ray.is_initialized():
         return False
+    from mmtune.training.trial import RAY_ENV
+
+    for key, value in RAY_ENV.items():  # before Ray starts (a local cluster's processes inherit them); Tune
+        os.environ.setdefault(key, value)  # also hands these to its trials, and they to Ray Train's controller
     address = address or "local"
     kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
     if address == "local":
@@ -157,6 +162,7 @@ def trial_fields(study: StudyPlan, paths: StudyPaths, extra: Mapping[str, Any] |
             CPUS_PER_WORKER: res.cpus_per_worker,
             GPUS_PER_WORKER: res.gpus_per_worker,
             MODE: "inline" if res.runs_inline else "ray_train",
+            WARM_WORKERS: res.warm_workers,
         },
         TRIAL_META_KEY: meta,
     }
@@ -208,6 +214,10 @@ def run_study(
                 cluster, nodes = cluster_snapshot()
                 resources = plan_resources(plan.config.resources, cluster, nodes, where=f"{plan.path}: resources")
                 plan.before_fit(paths, manifest, resume)
+                if not plan.config.resources.runs_inline and plan.config.resources.warm_workers:
+                    from mmtune.training.warm_workers import prestart_for_study
+
+                    prestart_for_study(plan.config.resources.workers, resources.max_concurrent)
                 grow = plan.grow_experiment(paths) if resume else None
                 if grow:  # the new trials run as a new experiment beside the finished ones; kept if it fails,
                     paths = StudyPaths(paths.root, grow)  # so the next --resume restores it (cells.parquet grew)
