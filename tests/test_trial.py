@@ -99,11 +99,12 @@ def test_inline_trial_reports_each_epoch_with_a_checkpoint_and_resumes_after_a_k
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cache", ["memory", "node"])
+@pytest.mark.parametrize("cache", ["memory", "node", "ray_data"])
 def test_two_worker_ray_train_trial_reports_the_same_metric_keys(
     prepared_synthetic: Path, tmp_path: Path, ray_local, cache: str
 ) -> None:
-    """``memory``: Ray Data shards the train split; ``node``: each worker maps the node cache, its rank's rows."""
+    """``memory``: each worker reads the data and takes its rank's rows; ``node``: each worker maps the node cache,
+    its rank's rows; ``ray_data``: Ray Data shards the train split."""
     run = _run_config(prepared_synthetic, tmp_path / "aim", epochs=2)
     run["data"]["cache"] = cache
     config = {"run": run, "resources": {"workers": 2, "cpus_per_worker": 0.5}, "study": "trial_test"}

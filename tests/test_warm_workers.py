@@ -13,8 +13,8 @@ from helpers.tune import write_space
 from mmtune.training.warm_workers import WARM_STAMP, serialized_worker_env
 
 
-def _first_reports(folder: Path, prepared: Path, name: str, warm: bool) -> list[dict[str, Any]]:
-    """Each trial's first report of a 2-trial Ray Train study that runs one trial at a time."""
+def _first_reports(folder: Path, prepared: Path, name: str, warm: bool, trials: int) -> list[dict[str, Any]]:
+    """Each trial's first report of a Ray Train study that runs one trial at a time."""
     from mmtune.tuning.driver import run_study
     from mmtune.tuning.space import load_search_space
     from ray.tune.callback import Callback
@@ -32,7 +32,7 @@ def _first_reports(folder: Path, prepared: Path, name: str, warm: bool) -> list[
         folder,
         prepared,
         name=name,
-        space={"optim.lr": {"choice": [1e-3, 2e-3]}},
+        space={"optim.lr": {"choice": [1e-3, 2e-3][:trials]}},
         search={"name": "grid", "seed": 0},
         scheduler={"name": "fifo", "max_t": 1},
         num_samples=1,
@@ -48,14 +48,14 @@ def _first_reports(folder: Path, prepared: Path, name: str, warm: bool) -> list[
 def test_ray_train_trials_start_in_warm_processes_and_not_when_turned_off(
     prepared_synthetic: Path, tmp_path: Path, ray_local
 ) -> None:
-    warm = _first_reports(tmp_path / "warm", prepared_synthetic, "warm", warm=True)
+    warm = _first_reports(tmp_path / "warm", prepared_synthetic, "warm", warm=True, trials=2)
     assert len(warm) == 2
     for row in warm:
         assert row[f"startup/{WARM_STAMP}"] == 1.0
         # torch, Lightning and mmtune's modules were imported before the trial asked for its worker
         assert row["startup/imports_done_at"] - row["startup/loop_entered_at"] < 0.5
-    cold = _first_reports(tmp_path / "cold", prepared_synthetic, "cold", warm=False)
-    assert len(cold) == 2
+    cold = _first_reports(tmp_path / "cold", prepared_synthetic, "cold", warm=False, trials=1)
+    assert len(cold) == 1
     for row in cold:
         assert row[f"startup/{WARM_STAMP}"] == 0.0
         assert row["startup/imports_done_at"] - row["startup/loop_entered_at"] > 0.5  # a cold process imports

@@ -56,10 +56,11 @@ class DataConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
     augment: bool = False
-    cache: Literal["auto", "node", "memory"] = Field(
+    cache: Literal["auto", "node", "memory", "ray_data"] = Field(
         "auto",
         description="node: decoded splits memory-mapped from one per-node copy on local disk (shared by the "
-        "node's trials, works past memory); memory: each process reads its own; auto: node above 256 MiB of images",
+        "node's trials, works past memory); memory: each process reads its own; auto: node above 256 MiB of images; "
+        "ray_data: Ray Train workers stream the train split as Ray Data shards (other runs read it into memory)",
     )
 
     @model_validator(mode="after")

@@ -8,8 +8,9 @@ trial (inline) or the rank-0 worker (Ray Train) once, right after that epoch's c
 
 One worker runs the Lightning loop inline in the trial (no worker-group start, in-memory data). More workers run a
 Ray Train ``TorchTrainer`` (DDP: gloo on CPU, nccl on GPU; one CPU worker: a plain ``DataParallelTrainer``, no
-process group) over Ray Data shards, or over the per-node decoded cache (``data.cache``, mmtune.data.node_cache)
-that each worker maps and reads its rank's rows from; its per-epoch ``ray.train.report``
+process group) whose workers read their rank's rows of the train split from the per-node decoded cache
+(``data.cache``, mmtune.data.node_cache) or from their own in-memory copy, or (``data.cache: ray_data``) from a Ray
+Data shard; its per-epoch ``ray.train.report``
 reaches Tune through ``TuneReportCallback``. Either way a restarted trial resumes from its last checkpoint
 (``ray.tune.get_checkpoint()`` inline; same Ray Train run name + storage and ``ray.train.get_checkpoint()``).
 ``predictions.parquet`` and ``metrics.json`` in the trial directory always hold the best epoch so far.
@@ -277,16 +278,18 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
     from mmtune.training.warm_workers import worker_runtime_env
 
     info = check_before_training(setup.cfg)
-    if info.multi_source and len({s.weight for s in info.sources}) > 1:
+    streamed = setup.cfg.data.cache == "ray_data"
+    if streamed and info.multi_source and len({s.weight for s in info.sources}) > 1:
         from mmtune.console import warn
 
-        warn("data.path weights: Ray Train trials draw each source in proportion to its size (weights apply in-memory)")
-    # node cache: every worker maps the node's decoded copy and reads its rank's rows (no Ray Data pipeline to start
-    # or to re-read shards each epoch); else Ray Data shards the train split. val/test: every worker reads them whole
+        warn("data.path weights: Ray Data shards draw each source in proportion to its size (weights apply in-memory)")
+    # every worker maps the node's decoded copy (node cache) or reads its own (small data) and takes its rank's rows:
+    # no Ray Data pipeline to start per trial (seconds of its start, bench search --overhead) or to re-read shards
+    # each epoch. ``ray_data``: Ray Data shards the train split. val/test: every worker reads them whole
     node_cache = uses_node_cache(info, setup.cfg.data.cache)
     if node_cache:
         build_node_cache(info, ("train", "val", "test"))  # built once here, before the workers map it
-    datasets = None if node_cache else ray_datasets(info, ("train",))
+    datasets = ray_datasets(info, ("train",)) if streamed else None
     per_worker: dict[str, float] = {"CPU": setup.cpus_per_worker}
     if setup.use_gpu:
         per_worker["GPU"] = setup.gpus_per_worker
@@ -372,18 +375,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     world_size = ray.train.get_context().get_world_size()
     batch_size = cfg.data.batch_size
-    if loop_config.get(NODE_CACHE_KEY):
-        held_out = load_splits(info, ("train", "val", "test"), cache="node")
-        train = make_loader(
-            held_out["train"], info, cfg.data, train=True, seed=cfg.trainer.seed, rank=rank, world_size=world_size
-        )
-    else:
+    if cfg.data.cache == "ray_data":
         train = shard_batches(
             ray.train.get_dataset_shard("train"), info, batch_size, train=True, augment=cfg.data.augment
         )
         # val / test are not split (each rank evaluates all of them; metrics need no sync): plain in-memory loaders
         # avoid a Ray Data execution per epoch
-        held_out = load_splits(info, ("val", "test"), cache=cfg.data.cache)
+        held_out = load_splits(info, ("val", "test"), cache="memory")
+    else:
+        cache = "node" if loop_config.get(NODE_CACHE_KEY) else "memory"
+        held_out = load_splits(info, ("train", "val", "test"), cache=cache)
+        train = make_loader(
+            held_out["train"], info, cfg.data, train=True, seed=cfg.trainer.seed, rank=rank, world_size=world_size
+        )
     startup["data_ready_at"] = time.time()
     val = make_loader(held_out["val"], info, cfg.data, train=False)
     test = make_loader(held_out["test"], info, cfg.data, train=False) if rank == 0 else None
