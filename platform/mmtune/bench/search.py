@@ -187,7 +187,12 @@ def trial_start_overhead(
         "ray_train": ["resources.workers=1", "resources.inline=false"],
         "tune_only_curve": ["resources.workers=1", "resources.inline=true"],
     }
-    out: dict[str, Any] = {"bench": "search-overhead", "goal_s": GOAL_OVERHEAD_S, "trials_per_path": trials}
+    out: dict[str, Any] = {
+        "bench": "search-overhead",
+        "goal_s": GOAL_OVERHEAD_S,
+        "trials_per_path": trials,
+        "epochs_per_trial": epochs,
+    }
     with tempfile.TemporaryDirectory(prefix="mmtune-bench-overhead-") as tmp:
         for path_name, settings in paths.items():
             trainable = "curve" if path_name == "tune_only_curve" else "real"

@@ -19,6 +19,12 @@ def bench_search(
     overhead: Annotated[bool, typer.Option("--overhead", help="measure trial start overhead instead")] = False,
     tolerance: Annotated[float, typer.Option(help="how close to the grid's best metric ASHA must get")] = 0.01,
     trials: Annotated[int, typer.Option(help="--overhead: trials per path")] = 4,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="--overhead: epochs per trial (a trial is the time its successor's warm workers have to load)"
+        ),
+    ] = 3,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key of the space file")] = None,
 ) -> None:
     """Benchmark ASHA's compute against running every config to full budget (prints one JSON object)."""
@@ -29,7 +35,7 @@ def bench_search(
     if trainable not in ("real", "curve"):
         raise UserError(f"--trainable {trainable!r}: expected real or curve")
     if overhead:
-        report = trial_start_overhead(space, trials=trials, overrides=set_ or [])
+        report = trial_start_overhead(space, trials=trials, epochs=epochs, overrides=set_ or [])
     else:
         report = asha_vs_grid(space, trainable=trainable, tolerance=tolerance, overrides=set_ or [])
     print(json.dumps(report, sort_keys=True))

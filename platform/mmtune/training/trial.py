@@ -131,6 +131,8 @@ def trial_setup(config: Mapping[str, Any]) -> TrialSetup:
 # Ray Train's controller collects worker reports every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and a
 # worker's next report waits until the previous one was collected, which stretches epochs shorter than that.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+# and, on a local cluster (one machine, never preempted), no preemption watcher: one process less per trial start
+LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def trial_resources(resources: Mapping[str, Any] | None) -> dict[str, float]:
@@ -335,22 +337,22 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: Lightning with ``RayDDPStrategy`` over this worker's Ray Data shard."""
     import psutil
+    import ray.train
 
-    from mmtune.training.warm_workers import WARM_STAMP, replace_self, was_prestarted
+    from mmtune.training import warm_workers
 
     startup = dict(loop_config.get(STARTUP_KEY) or {})
     startup["loop_entered_at"] = time.time()
-    warm = was_prestarted(startup.get("trainer_fit_at"))
+    warm = warm_workers.was_prestarted(startup.get("trainer_fit_at"))
     # a warm process predates its trial, so its start is no part of this trial: worker_group_start then runs to
     # the loop's entry (the controller, the actor's placement and Ray Train's worker set-up)
     startup["worker_process_created_at"] = startup["loop_entered_at"] if warm else psutil.Process().create_time()
-    startup[WARM_STAMP] = float(warm)
-    from mmtune.training import warm_workers
-
+    startup[warm_workers.WARM_STAMP] = float(warm)
+    if warm:  # the next trial's warm processes preload on this node while this trial sets up and trains
+        warm_workers.replace_self(ray.train.get_context().get_world_rank())
     if warm_workers.PRELOADED_AT is not None:  # > 0: the trial waited for its warm process to finish preloading
         startup["worker_preload_wait_s"] = warm_workers.PRELOADED_AT - startup.get("trainer_fit_at", 0.0)
     import pytorch_lightning as pl
-    import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
     from mmtune.data.loading import load_splits, make_loader, quiet_ray_data, shard_batches
@@ -367,8 +369,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     trial_name = loop_config[TRIAL_NAME_KEY]
     info = resolve_data(cfg.data, cfg.task_names)
     setup_process(cfg)
-    preloaded = warm_workers.PRELOADED_AT is not None
-    if preloaded and not cfg.trainer.num_threads and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+    if (
+        warm_workers.PRELOADED_AT is not None
+        and not cfg.trainer.num_threads
+        and os.environ.get("OMP_NUM_THREADS", "").isdigit()
+    ):
         import torch  # the preload imported torch before Ray set OMP_NUM_THREADS for this actor: apply it now
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -397,8 +402,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         cfg, run_name=trial_name, study=loop_config[STUDY_KEY], trial=trial_name, run_hash=aim_hash
     )
     startup["model_ready_at"] = time.time()
-    if warm:  # the next trial's warm processes preload on this node while this trial trains
-        replace_self(rank)
     reporter = TrialReporter(
         loop_config[TRIAL_DIR_KEY],
         lambda metrics, checkpoint: ray.train.report(metrics, checkpoint=checkpoint),

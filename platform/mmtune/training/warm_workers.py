@@ -26,9 +26,6 @@ from typing import Any
 
 PRELOAD_HOOK = "mmtune.training.warm_workers.preload"
 KEEP_ALIVE_S = 300
-# processes a Ray Train run starts in its controller's environment: the controller, its synchronisation actor and
-# its preemption watcher (Ray 2.60)
-CONTROLLER_PROCESSES = 3
 # what the worker stamps in its start-up phases: 1 when it found its process warm
 WARM_STAMP = "worker_prewarmed"
 # what ``train_loop_per_worker`` imports (the slow part of a cold worker's start)
@@ -43,6 +40,11 @@ PRELOAD_MODULES = (
     "mmtune.training.fit",
     "mmtune.training.module",
     "mmtune.training.rng_state",
+    "mmtune.tracking.aim",
+    "aim",
+    "aim.storage.context",
+    "monai",  # small_cnn and the MONAI backbones
+    "timm",  # the timm backbones
 )
 PRELOADED_AT: float | None = None  # when ``preload`` finished in this process (None: it did not run)
 
@@ -70,6 +72,14 @@ def preload() -> None:
     except Exception:  # a failed preload only means a cold start
         return
     PRELOADED_AT = time.time()
+
+
+def controller_processes() -> int:
+    """Processes a Ray Train run starts in its controller's environment (Ray 2.60): the controller, its
+    synchronisation actor and, unless turned off, its preemption watcher."""
+    from ray.train.v2._internal.constants import ENABLE_PREEMPTION_WATCHER_ENV_VAR
+
+    return 2 + (os.environ.get(ENABLE_PREEMPTION_WATCHER_ENV_VAR, "1").lower() not in ("0", "false"))
 
 
 def _compact(env_vars: dict[str, str]) -> str:
@@ -156,7 +166,7 @@ def prestart_for_study(workers_per_trial: int, concurrent_trials: int) -> bool:
         return False
     worker_env = serialized_worker_env(trainable_env_vars(env_vars))
     controller = {key: value for key, value in json.loads(worker_env)["env_vars"].items() if key != _hook_env_var()}
-    prestart(CONTROLLER_PROCESSES * concurrent_trials, _compact(controller))
+    prestart(controller_processes() * concurrent_trials, _compact(controller))
     return prestart(workers_per_trial * concurrent_trials, worker_env)
 
 
@@ -176,5 +186,5 @@ def replace_self(rank: int) -> bool:
     started = prestart(1, _compact(env))
     if rank == 0:
         controller = {key: value for key, value in env.items() if key != _hook_env_var()}
-        prestart(CONTROLLER_PROCESSES, _compact(controller))
+        prestart(controller_processes(), _compact(controller))
     return started

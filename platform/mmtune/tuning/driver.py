@@ -97,11 +97,13 @@ def connect(address: str | None, verbose: bool = False, num_cpus: int | None = N
 
     if ray.is_initialized():
         return False
-    from mmtune.training.trial import RAY_ENV
+    from mmtune.training.trial import LOCAL_RAY_ENV, RAY_ENV
 
-    for key, value in RAY_ENV.items():  # before Ray starts (a local cluster's processes inherit them); Tune
-        os.environ.setdefault(key, value)  # also hands these to its trials, and they to Ray Train's controller
     address = address or "local"
+    # before Ray starts (a local cluster's processes inherit them); Tune also hands these to its trials, and they
+    # to Ray Train's controller
+    for key, value in {**RAY_ENV, **(LOCAL_RAY_ENV if address == "local" else {})}.items():
+        os.environ.setdefault(key, value)
     kwargs: dict[str, Any] = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
     if address == "local":
         kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=num_cpus)
