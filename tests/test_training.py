@@ -185,3 +185,21 @@ def test_static_weighting_uses_the_configured_task_weights(prepared_synthetic: P
     )
     module = MultiTaskModule(cfg, resolve_data(cfg.data, cfg.task_names))
     assert module.weighting.task_weights() == pytest.approx({"covid": 3.0, "morbidity": 0.5})
+
+
+def test_a_failing_nvml_check_is_dropped_and_a_working_one_kept(monkeypatch) -> None:
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK; where NVML cannot load, torch retried loading it every
+    optimizer step (``cuda.is_available()``), so ``setup_process`` drops it; where it loads, it stays."""
+    from mmtune.training.fit import skip_failing_nvml_check
+
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    nvml_loads = torch.cuda._device_count_nvml() >= 0
+    calls_before = torch.cuda.is_available()
+    skip_failing_nvml_check()
+    import os
+
+    assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) is nvml_loads
+    assert torch.cuda.is_available() is calls_before  # the answer is the same either way
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "0")  # not asked for: left as it is
+    skip_failing_nvml_check()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "0"
