@@ -105,3 +105,24 @@ def test_symlinks_leaving_the_source_are_not_followed(tmp_path):
     table = load_table(raw.resolve(), loaded).table
     found = discover(raw.resolve(), table, loaded, raw / "clinical.csv")
     assert found.patients["1"].files == [f"Patient 1/CT/{k}.png" for k in range(1, 5)]
+
+
+def test_a_patient_folder_linked_from_outside_is_not_read(tmp_path):
+    """Files are checked by their folder once, and resolved one by one only when they or their folder are links:
+    a patient folder that is a symlink to a folder outside the source contributes no files."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    make_ictcf(raw, n=4)
+    outside = tmp_path / "outside"
+    shutil.copytree(raw / "Patient 2", outside / "Patient 2")
+    shutil.rmtree(raw / "Patient 2")
+    (raw / "Patient 2").symlink_to(outside / "Patient 2", target_is_directory=True)
+    shutil.copytree(raw / "Patient 3" / "CT", outside / "CT3")  # a linked sub-folder: its files are outside too
+    shutil.rmtree(raw / "Patient 3" / "CT")
+    (raw / "Patient 3" / "CT").symlink_to(outside / "CT3", target_is_directory=True)
+    loaded = load_card(write_card(tmp_path / "card.yaml", _source(tmp_path)))
+    table = load_table(raw.resolve(), loaded).table
+    found = discover(raw.resolve(), table, loaded, raw / "clinical.csv")
+    assert "2" not in found.patients and "3" not in found.patients
+    assert found.patients["1"].files == [f"Patient 1/CT/{k}.png" for k in range(1, 5)]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmtune.bench.prepare import PeakMemory, tree_cpu_seconds
+from mmtune.bench.prepare import PeakMemory, decode_bound, tree_cpu_seconds
 
 DATASETS = Path(__file__).resolve().parents[3] / "datasets"
 ICTCF_CARD = DATASETS / "synthetic.yaml"
@@ -34,24 +34,6 @@ GOALS = {"ratio_per_core": 0.8, "speedup_2_cpus": 1.6, "beyond_memory_ratio": 0.
 
 def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def decode_bound(plan: Any) -> dict[str, float]:
-    """Seconds and CPU seconds of the decode-only loop over every job of ``plan`` in this process."""
-    from mmtune.data.decode import PatientDecoder
-
-    decoder = PatientDecoder(plan.card.image, plan.root, plan.card.source.has_masks)
-
-    def loop(jobs: list[dict[str, Any]]) -> None:
-        for job in jobs:
-            good = set(job["files"]) | ({job["mask"]} if job.get("mask") else set())
-            decoder.pixels(job, good, {}, [])
-
-    loop(plan.jobs[: max(1, len(plan.jobs) // 20)])  # warm the page cache and the readers
-    cpu, start = time.process_time(), time.perf_counter()
-    loop(plan.jobs)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu_s": time.process_time() - cpu, "patients_per_s": len(plan.jobs) / seconds}
 
 
 def _remote_warm() -> Any:

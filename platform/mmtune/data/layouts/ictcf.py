@@ -7,6 +7,7 @@ images are JPG/PNG slices, a DICOM series, or one NIfTI/MHA volume; ``mask_glob`
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,11 +68,13 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
             pid = match["id"]
         else:
             continue
-        files = [p for p in folder.glob(source.image_glob) if _file_inside(p, inside)]
+        folder_inside = folder.resolve().is_relative_to(inside)
+        files = _files_inside(folder, folder.glob(source.image_glob), inside, folder_inside)
         mask = None
         if source.mask_glob:
             masks = sorted(
-                (p for p in folder.glob(source.mask_glob) if _file_inside(p, inside)), key=lambda p: natural_key(p.name)
+                _files_inside(folder, folder.glob(source.mask_glob), inside, folder_inside),
+                key=lambda p: natural_key(p.name),
             )
             mask = masks[0].relative_to(root).as_posix() if masks else None
             files = [p for p in files if p not in masks]
@@ -90,3 +93,25 @@ def discover_ictcf(root: Path, card: DatasetCard, table_ids: set[str] | None = N
 def _file_inside(path: Path, root: Path) -> bool:
     """A file whose real path is inside the source folder (a symlink leaving it is not read)."""
     return path.is_file() and path.resolve().is_relative_to(root)
+
+
+def _files_inside(folder: Path, paths: Iterable[Path], root: Path, folder_inside: bool) -> list[Path]:
+    """The files of ``paths`` whose real path is inside ``root``. A plain file under plain sub-folders of a folder
+    that is inside is inside: only links need resolving (resolving every file cost ~0.6 ms a patient, a sixth of
+    its decode, in ``bench prepare``). Each sub-folder is checked once."""
+    plain_dirs: dict[Path, bool] = {folder: folder_inside}
+
+    def plain(directory: Path) -> bool:
+        if directory not in plain_dirs:
+            inside_folder = directory.is_relative_to(folder) and directory != folder
+            plain_dirs[directory] = inside_folder and plain(directory.parent) and not directory.is_symlink()
+        return plain_dirs[directory]
+
+    out = []
+    for path in paths:
+        if plain(path.parent) and not path.is_symlink():
+            if path.is_file():
+                out.append(path)
+        elif _file_inside(path, root):
+            out.append(path)
+    return out
