@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-GOAL_RATIO = 1.10
+GOAL_RATIO = 1.10  # inline epoch / plain epoch (issue 14)
+GOAL_RATIO_RAY_TRAIN = 1.15  # a one-worker Ray Train epoch / plain epoch
 GOAL_RATIO_GPU = 1.05
 REPORT_POLL_S = 0.2
 
@@ -285,7 +286,10 @@ def run(
         "replicated_for_epoch_length": calibration,
         "plain_epoch_s": round(plain_wall, 4),
         "plain_epoch_cpu_s": round(plain_cpu, 4),
-        "goal_ratio": GOAL_RATIO_GPU if gpu else GOAL_RATIO,
+        "goal_ratio": {
+            "inline": GOAL_RATIO_GPU if gpu else GOAL_RATIO,
+            "ray_train": GOAL_RATIO_GPU if gpu else GOAL_RATIO_RAY_TRAIN,
+        },
         "loadavg": [round(load_before, 2), round(load_after, 2)],
         "ray_train_health_check_interval_s": float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)),
     }
@@ -307,7 +311,7 @@ def run(
                 f"{name}_ratio_cpu": round(cpu / plain_cpu, 3),
                 # trial start -> first report, less that epoch's own time: the per-trial start-up cost
                 f"{name}_startup_s": round(float(first["time_total_s"]) - float(first["epoch_wall_s"]), 2),
-                f"{name}_meets_goal": wall / plain_wall <= (GOAL_RATIO_GPU if gpu else GOAL_RATIO),
+                f"{name}_meets_goal": wall / plain_wall <= summary["goal_ratio"][name],
             }
         )
     if two_workers:
