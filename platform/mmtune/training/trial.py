@@ -19,7 +19,6 @@ reaches Tune through ``TuneReportCallback``. Either way a restarted trial resume
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -335,7 +334,7 @@ def run_ray_train(setup: TrialSetup, started_at: float | None = None) -> Any:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: Lightning with ``RayDDPStrategy`` over this worker's Ray Data shard."""
+    """One Ray Train worker: Lightning (``RayDDPStrategy`` with several) over this rank's rows of the train split."""
     import psutil
     import ray.train
 
@@ -369,14 +368,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     trial_name = loop_config[TRIAL_NAME_KEY]
     info = resolve_data(cfg.data, cfg.task_names)
     setup_process(cfg)
-    if (
-        warm_workers.PRELOADED_AT is not None
-        and not cfg.trainer.num_threads
-        and os.environ.get("OMP_NUM_THREADS", "").isdigit()
-    ):
-        import torch  # the preload imported torch before Ray set OMP_NUM_THREADS for this actor: apply it now
-
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if not cfg.trainer.num_threads:
+        warm_workers.apply_thread_count()
     rank = ray.train.get_context().get_world_rank()
     world_size = ray.train.get_context().get_world_size()
     batch_size = cfg.data.batch_size

@@ -170,6 +170,16 @@ def prestart_for_study(workers_per_trial: int, concurrent_trials: int) -> bool:
     return prestart(workers_per_trial * concurrent_trials, worker_env)
 
 
+def apply_thread_count() -> None:
+    """After a preload: torch was imported before Ray set ``OMP_NUM_THREADS`` for this actor, so it chose its
+    thread count from the machine (a 1-CPU worker ran 2 threads on 2 cores); apply Ray's value now."""
+    if PRELOADED_AT is None or not os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def was_prestarted(trainer_fit_at: float | None) -> bool:
     """In a trial worker: True when this process existed before its trial asked for workers (it was warm)."""
     import psutil
@@ -178,8 +188,8 @@ def was_prestarted(trainer_fit_at: float | None) -> bool:
 
 
 def replace_self(rank: int) -> bool:
-    """In a warm trial worker: start one warm process on this node for the next trial; rank 0 also starts one for
-    the next trial's Train controller (its environment is the worker's without the preload hook)."""
+    """In a warm trial worker: start one warm process on this node for the next trial; rank 0 also starts the
+    processes of the next trial's Train controller (their environment is the worker's without the preload hook)."""
     env = own_env_vars()
     if env is None:
         return False
