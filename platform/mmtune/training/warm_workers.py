@@ -1,5 +1,5 @@
 """Warm Ray Train worker processes: started ahead of a trial, with torch, Lightning and mmtune's training modules
-already imported, so a trial's worker group is ready in about a second instead of ~8 s of imports on 2 cores.
+already imported, so a trial's worker skips the ~8 s of imports a fresh process spent on 2 cores.
 
 Why it works this way (Ray 2.60, measured): Ray starts every actor in a fresh process unless a prestarted,
 never-used process with the *same runtime environment* waits in the raylet's pool (processes that ran tasks are
@@ -10,8 +10,8 @@ actors carry the same hook in their runtime environment (``RunConfig(worker_runt
 request names the identical runtime environment, serialised as the core worker serialises a merged one (compact,
 sorted JSON), because the raylet pools processes by that string.
 
-The driver prestarts one batch at study start; every warm worker then starts one replacement on its own node while
-its trial trains, so back-to-back trials find warm processes. A worker that was not warm (its environment did not
+The driver prestarts one batch at study start; every warm worker then starts one replacement on its own node as
+soon as its loop starts, so back-to-back trials find warm processes (when a trial lasts longer than the preload). A worker that was not warm (its environment did not
 match, e.g. a job ``runtime_env`` with a working_dir) starts no replacement, so a mismatch costs one batch, never
 a growing pool. ``resources.warm_workers: false`` turns it off.
 """
