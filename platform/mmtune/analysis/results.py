@@ -104,13 +104,22 @@ def load_study_data(root: str | Path) -> StudyData:
     return data
 
 
-def _read_study(path: Path) -> dict[str, Any]:
+def read_record(path: Path) -> dict[str, Any]:
+    """A YAML record a study wrote into its results (``study.yaml``, ``space.yaml``); ``{}`` without the file.
+    ValueError, one line naming the file, when it is not readable YAML (each reader decides what that means)."""
     if not path.is_file():
         return {}
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ResultsError(f"{path}: unreadable YAML ({str(exc).splitlines()[0]})") from None
+        raise ValueError(f"{path}: unreadable YAML ({str(exc).splitlines()[0]})") from None
+
+
+def _read_study(path: Path) -> dict[str, Any]:
+    try:
+        return read_record(path)
+    except ValueError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 def _read_runs(path: Path) -> list[dict[str, Any]]:

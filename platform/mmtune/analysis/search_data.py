@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from mmtune.analysis.results import read_record
 from mmtune.config.search import SchedulerConfig, SpaceEntry
 from mmtune.results_files import PROGRESS_FILE, SPACE_FILE, TRIAL_COLUMNS, TRIALS_FILE
 
@@ -133,13 +133,16 @@ def _inferred(key: str, values: pd.Series) -> Dimension:
     return Dimension(key, CATEGORICAL, levels=tuple(sorted(present.unique(), key=str)), conditional=conditional)
 
 
+def read_space(root: Path) -> dict[str, Any]:
+    """A tuning results directory's ``space.yaml`` record; ``{}`` without one. ValueError (one line naming the file)
+    when it is not readable YAML: the search analysis reads it as absent, ``mmtune confirm`` refuses it."""
+    return read_record(root / SPACE_FILE)
+
+
 def _read_space(root: Path) -> dict[str, Any]:
-    path = root / SPACE_FILE
-    if not path.is_file():
-        return {}
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
+        return read_space(root)
+    except ValueError:
         return {}
 
 

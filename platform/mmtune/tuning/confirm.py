@@ -177,13 +177,12 @@ def load_search(root: str | Path) -> SearchStudy:
 
 
 def _read_space(root: Path) -> dict[str, Any]:
-    path = root / SPACE_FILE
-    if not path.is_file():
-        return {}
+    from mmtune.analysis.search_data import read_space
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfirmError(f"{path}: unreadable YAML ({str(exc).splitlines()[0]})") from None
+        return read_space(root)
+    except ValueError as exc:
+        raise ConfirmError(str(exc)) from None
 
 
 def _is_complete(root: Path, trial: str, trial_dir: Any) -> bool:

@@ -42,12 +42,11 @@ class StudyClinical:
 
 def study_settings(root: Path) -> tuple[ClinicalConfig, dict[str, Any]]:
     """``clinical:`` of the study's ``space.yaml`` (defaults without one), and the whole record."""
+    from mmtune.analysis.search_data import read_space
     from mmtune.config.loading import validate
 
     path = root / SPACE_FILE
-    record: dict[str, Any] = {}
-    if path.is_file():
-        record = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    record = read_space(root)
     section = record.get("clinical")
     if not section:
         return ClinicalConfig(), record
