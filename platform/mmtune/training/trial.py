@@ -347,8 +347,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # the loop's entry (the controller, the actor's placement and Ray Train's worker set-up)
     startup["worker_process_created_at"] = startup["loop_entered_at"] if warm else psutil.Process().create_time()
     startup[warm_workers.WARM_STAMP] = float(warm)
-    if warm:  # the next trial's warm processes preload on this node while this trial sets up and trains
-        warm_workers.replace_self(ray.train.get_context().get_world_rank())
     if warm_workers.PRELOADED_AT is not None:  # > 0: the trial waited for its warm process to finish preloading
         startup["worker_preload_wait_s"] = warm_workers.PRELOADED_AT - startup.get("trainer_fit_at", 0.0)
     import pytorch_lightning as pl
@@ -362,6 +360,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from mmtune.training.rng_state import RngState, loader_generators
 
     startup["imports_done_at"] = time.time()
+    if warm:  # the next trial's warm processes preload on this node while this trial sets up and trains
+        warm_workers.replace_self(ray.train.get_context().get_world_rank())
     quiet_ray_data()
     cfg = RunConfig.model_validate(loop_config[RUN_KEY])
     use_gpu = bool(loop_config.get(USE_GPU))
