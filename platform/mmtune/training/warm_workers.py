@@ -86,6 +86,11 @@ def _compact(env_vars: dict[str, str]) -> str:
     return json.dumps({"env_vars": env_vars}, separators=(",", ":"), sort_keys=True)
 
 
+def _controller_env(worker_env_vars: dict[str, str]) -> str:
+    """The Train controller's environment (and its sync actor's and watcher's): a worker's without the hook."""
+    return _compact({key: value for key, value in worker_env_vars.items() if key != _hook_env_var()})
+
+
 def serialized_worker_env(trainable_env_vars: dict[str, str] | None = None) -> str:
     """The runtime environment Ray gives a trial's worker actors, as the raylet sees it.
 
@@ -165,8 +170,7 @@ def prestart_for_study(workers_per_trial: int, concurrent_trials: int) -> bool:
     if env_vars is None:
         return False
     worker_env = serialized_worker_env(trainable_env_vars(env_vars))
-    controller = {key: value for key, value in json.loads(worker_env)["env_vars"].items() if key != _hook_env_var()}
-    prestart(controller_processes() * concurrent_trials, _compact(controller))
+    prestart(controller_processes() * concurrent_trials, _controller_env(json.loads(worker_env)["env_vars"]))
     return prestart(workers_per_trial * concurrent_trials, worker_env)
 
 
@@ -195,6 +199,5 @@ def replace_self(rank: int) -> bool:
         return False
     started = prestart(1, _compact(env))
     if rank == 0:
-        controller = {key: value for key, value in env.items() if key != _hook_env_var()}
-        prestart(controller_processes(), _compact(controller))
+        prestart(controller_processes(), _controller_env(env))
     return started
